@@ -1,0 +1,5 @@
+"""``python -m neurossl`` runs the command-line interface."""
+
+from neurossl.cli import main
+
+raise SystemExit(main())

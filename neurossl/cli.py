@@ -1,0 +1,179 @@
+"""The ``neurossl`` command line: one argparse entry point; each subcommand calls one stage.
+
+Stages are explicit and restartable (curate -> preprocess -> split -> pretrain -> evaluate ...):
+each reads the folder the previous one wrote. Heavy imports happen inside the handlers so that
+``neurossl --help`` answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from neurossl import __version__
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", default="demo", choices=["smoke", "demo", "paper"],
+        help="named settings: smoke (tests), demo (CPU, demo cohort), paper (GPU, real data)",
+    )
+    parser.add_argument("--config", type=Path, help="YAML file layered on top of the profile")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting, e.g. --set preprocess.crop_size=96 (repeatable)",
+    )
+
+
+def _config(args: argparse.Namespace):
+    from neurossl.config import load_config
+
+    return load_config(args.profile, args.config, args.overrides)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    """Generate the synthetic demo cohort from the MNI template shipped with nilearn."""
+    from neurossl.data.synth import generate_cohort
+
+    cfg = _config(args)
+    if args.seed is not None:
+        cfg.cohort.seed = args.seed
+    if args.subjects is not None:
+        cfg.cohort.subjects = args.subjects
+    scans = generate_cohort(args.out, cfg.cohort, progress=not args.quiet)
+    print(f"demo cohort in {args.out}: {scans['subject_id'].nunique()} subjects, {len(scans)} scans")
+    print(scans.groupby(["dataset", "modality"]).size().unstack(fill_value=0).to_string())
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    """Apply the official curation filters; one report row per file."""
+    cfg = _config(args)
+    from neurossl.data.curate import curate_directory, summarize_report
+
+    report = curate_directory(args.root, cfg.curation, args.report, progress=not args.quiet)
+    print(summarize_report(report))
+    print(f"report: {args.report}")
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    """Run the deterministic preprocessing once and store it in the cache."""
+    from neurossl.data.cache import build_cache
+    from neurossl.data.catalog import scan_entries
+
+    cfg = _config(args)
+    entries = scan_entries(args.root, args.curation)
+    index = build_cache(entries, args.root, args.cache, cfg.preprocess, progress=not args.quiet)
+    print(f"cache {args.cache}: {len(index)} volumes ready")
+    return 0
+
+
+def cmd_splits_make(args: argparse.Namespace) -> int:
+    """Write the paper's subject-level split protocol for the demo datasets."""
+    import pandas as pd
+
+    from neurossl.data.splits import make_splits
+
+    cfg = _config(args)
+    scans = pd.read_csv(args.scans, sep="\t", dtype={"label": str}, keep_default_na=False)
+    files = make_splits(scans, args.out, cfg.splits)
+    print(f"{len(files)} split files written to {args.out}")
+    return 0
+
+
+def cmd_splits_audit(args: argparse.Namespace) -> int:
+    """Count subjects / scans per partition and check for subject leakage."""
+    from neurossl.data.splits import audit_splits, format_audit
+
+    result = audit_splits(args.dir)
+    print(format_audit(result))
+    return 1 if result.leaks else 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print what the data stages of a run folder hold."""
+    from neurossl.summary import summarize_run
+
+    print(summarize_run(args.run_dir, args.splits))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by the tests to check every ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="neurossl",
+        description="Self-supervised foundation models for 3-D brain imaging.",
+    )
+    parser.add_argument("--version", action="version", version=f"neurossl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo-data", help="generate the synthetic demo cohort (real MNI anatomy)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the NIfTI tree and tables")
+    p.add_argument("--seed", type=int, help="random seed (default: the profile's)")
+    p.add_argument("--subjects", type=int, help="number of subjects over all datasets")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("curate", help="apply the curation filters, write a per-file report")
+    p.add_argument("root", type=Path, help="folder searched recursively for NIfTI files")
+    p.add_argument("--report", type=Path, default=Path("curation.csv"), help="report CSV")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_curate)
+
+    p = sub.add_parser("preprocess", help="preprocess kept scans once into the cache")
+    p.add_argument("root", type=Path, help="data folder (with scans.tsv for the demo cohort)")
+    p.add_argument("--curation", type=Path, help="curation report: only kept files are cached")
+    p.add_argument("--cache", type=Path, required=True, help="cache folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("splits", help="make or audit subject-level splits")
+    splits = p.add_subparsers(dest="splits_command", required=True, metavar="ACTION")
+    q = splits.add_parser("make", help="write the paper's split protocol for a scans table")
+    q.add_argument("--scans", type=Path, required=True, help="scans.tsv of the cohort")
+    q.add_argument("--out", type=Path, required=True, help="folder for the split CSVs")
+    _add_config_options(q)
+    q.set_defaults(func=cmd_splits_make)
+    q = splits.add_parser("audit", help="count subjects / scans and detect subject leakage")
+    q.add_argument("dir", type=Path, help="folder of split CSVs (subject_id,scan_uid)")
+    q.set_defaults(func=cmd_splits_audit)
+
+    p = sub.add_parser("summary", help="summarise the data stages of a run folder")
+    p.add_argument("run_dir", type=Path, help="run folder (cohort/, curation.csv, cache/)")
+    p.add_argument("--splits", type=Path, help="split folder to audit")
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def subcommand_paths(parser: argparse.ArgumentParser | None = None) -> list[list[str]]:
+    """Every runnable subcommand path, e.g. ``[["curate"], ["splits", "audit"]]``."""
+    parser = parser or build_parser()
+    paths: list[list[str]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                nested = subcommand_paths(child)
+                paths.extend([[name, *rest] for rest in nested] or [[name]])
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``neurossl`` console script; returns the exit status."""
+    from neurossl.config import ConfigError
+    from neurossl.data.io import VolumeError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, VolumeError, FileNotFoundError) as exc:
+        print(f"neurossl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data stages: synthetic demo cohort, curation, preprocessing cache, datasets, splits."""

@@ -1,0 +1,65 @@
+"""Config: profiles resolve, overrides are typed, bad keys are named."""
+
+import pytest
+
+from neurossl.config import ConfigError, load_config, parse_overrides, save_config
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+def test_profiles_load(profile):
+    cfg = load_config(profile)
+    assert cfg.profile == profile
+    assert cfg.preprocess.margin == 6
+
+
+def test_paper_profile_holds_the_papers_settings():
+    cfg = load_config("paper")
+    assert (cfg.preprocess.crop_size, cfg.preprocess.depth) == (160, 160)
+    assert cfg.preprocess.clip_percentiles == (1.0, 99.0)
+    assert cfg.curation.min_fov_mm == 50.0 and cfg.curation.max_spacing_mm == 6.5
+    assert cfg.splits.downstream_fraction == 0.15
+
+
+def test_override_types_are_checked_and_converted():
+    cfg = load_config("demo", overrides=["preprocess.clip_percentiles=[0.5, 99.5]", "cohort.seed=7"])
+    assert cfg.preprocess.clip_percentiles == (0.5, 99.5)
+    assert cfg.cohort.seed == 7
+    with pytest.raises(ConfigError, match="cohort.seed' must be int"):
+        load_config("demo", overrides=["cohort.seed=abc"])
+
+
+def test_misspelled_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError) as err:
+        load_config("demo", overrides=["preprocess.crop_sise=96"])
+    message = str(err.value)
+    assert "preprocess.crop_sise" in message and "crop_size" in message
+
+
+def test_unknown_section_and_profile():
+    with pytest.raises(ConfigError, match="unknown config key 'trainer'"):
+        load_config("demo", overrides=["trainer.lr=1"])
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_config("laptop")
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["preprocess.crop_size"])
+
+
+def test_yaml_file_round_trip(tmp_path):
+    cfg = load_config("smoke", overrides=["preprocess.depth=24"])
+    path = tmp_path / "resolved.yaml"
+    save_config(cfg, path)
+    again = load_config("demo", path=path)
+    assert again.preprocess.depth == 24 and again.cohort.subjects == cfg.cohort.subjects
+    assert again.preprocess.ct_windows == cfg.preprocess.ct_windows
+
+
+def test_bad_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("preprocess: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config("demo", path=path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("demo", path=tmp_path / "missing.yaml")
