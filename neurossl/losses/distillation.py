@@ -1,0 +1,123 @@
+"""Self-distillation losses of DINO (view-level) and iBOT (masked patch tokens), for FM-CT.
+
+The teacher's logits are centred (:class:`Centering`) and sharpened by a low temperature, the
+student's softened by a higher one; the loss is the cross-entropy of the teacher distribution
+under the student's. The teacher temperature warm-up DINO uses is the caller's schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def _cross_entropy(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    center: torch.Tensor,
+    student_temp: float,
+    teacher_temp: float,
+) -> torch.Tensor:
+    """Per-sample ``-sum_k q_k log p_k`` over the last axis, with no gradient to the teacher."""
+    q = F.softmax((teacher.detach().float() - center) / teacher_temp, dim=-1)
+    log_p = F.log_softmax(student.float() / student_temp, dim=-1)
+    return -(q * log_p).sum(dim=-1)
+
+
+def dino_loss(
+    student_logits: Sequence[torch.Tensor],
+    teacher_logits: Sequence[torch.Tensor],
+    center: torch.Tensor,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+) -> torch.Tensor:
+    """DINO's multi-crop cross-entropy.
+
+    Args:
+        student_logits: one ``(B, K)`` tensor per view, the global views first, in the teacher's
+            order, then the local views.
+        teacher_logits: one ``(B, K)`` tensor per global view.
+        center: ``(K,)`` or ``(1, K)`` running teacher center.
+
+    Returns:
+        Scalar: the batch-mean cross-entropy averaged over every (teacher view i, student view j)
+        pair with ``i != j`` (a view is never matched with itself).
+    """
+    total, pairs = 0.0, 0
+    for i, teacher in enumerate(teacher_logits):
+        for j, student in enumerate(student_logits):
+            if i == j:
+                continue
+            total = total + _cross_entropy(student, teacher, center, student_temp, teacher_temp).mean()
+            pairs += 1
+    if pairs == 0:
+        raise ValueError("dino_loss needs a teacher view and at least one other student view")
+    return total / pairs
+
+
+def masked_token_distillation_loss(
+    student_patch_logits: torch.Tensor,
+    teacher_patch_logits: torch.Tensor,
+    mask: torch.Tensor,
+    center: torch.Tensor,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+) -> torch.Tensor:
+    """iBOT's masked image modelling loss on patch tokens.
+
+    The student saw the masked volume, the teacher the full one; the per-token cross-entropy is
+    averaged over each volume's masked tokens, then over the batch (as in iBOT).
+
+    Args:
+        student_patch_logits: ``(B, N, K)``.
+        teacher_patch_logits: ``(B, N, K)``.
+        mask: ``(B, N)`` bool, True at the tokens the student did not see.
+        center: ``(K,)`` or ``(1, K)`` running center of the teacher's patch logits.
+    """
+    ce = _cross_entropy(
+        student_patch_logits, teacher_patch_logits, center.reshape(-1), student_temp, teacher_temp
+    )
+    mask = mask.to(ce.dtype)
+    per_volume = (ce * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    return per_volume.mean()
+
+
+class Centering(nn.Module):
+    """EMA center of teacher logits: ``c <- m c + (1 - m) mean(teacher logits)``.
+
+    The mean is over every leading axis (views, batch, tokens) and, under
+    ``torch.distributed``, over every rank. The center is a buffer, so it is saved with
+    :meth:`state_dict`.
+
+    Args:
+        dim: ``K``, the number of prototypes.
+        momentum: EMA momentum (DINO 0.9).
+    """
+
+    center: torch.Tensor
+
+    def __init__(self, dim: int, momentum: float = 0.9):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("center", torch.zeros(1, dim))
+
+    @torch.no_grad()
+    def update(self, teacher_logits: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """Move the center towards the mean of ``teacher_logits`` (``(..., K)`` or a list of them)."""
+        if not isinstance(teacher_logits, torch.Tensor):
+            teacher_logits = torch.cat([t.reshape(-1, t.shape[-1]) for t in teacher_logits])
+        flat = teacher_logits.reshape(-1, teacher_logits.shape[-1]).float()
+        total = flat.sum(dim=0, keepdim=True)
+        count = torch.tensor(float(flat.shape[0]), device=flat.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(total)
+            dist.all_reduce(count)
+        self.center.mul_(self.momentum).add_(total / count, alpha=1.0 - self.momentum)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits - center``."""
+        return logits - self.center

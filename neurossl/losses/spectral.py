@@ -1,0 +1,192 @@
+"""SL-MAE's spectral loss (3-D FFT, log-magnitude, high-pass) and its amortisation schedule.
+
+The formula is the official code's, which the tests check numerically: for each channel every
+volume is standardised, ``x' = (x - mean) / (std + 1e-6)`` (unbiased std over D, H, W), then
+``F = fftn(x')`` over (D, H, W); both magnitude spectra are multiplied by the high-pass mask
+``|f| / max|f| >= cutoff``; the loss is the mean over all B x D x H x W elements of
+``(log1p(|F_rec| + eps) - log1p(|F_gt| + eps))^2``, so the zeroed low frequencies count in the
+denominator; channels are averaged.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def high_pass_mask(
+    shape: Sequence[int], cutoff: float = 0.3, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Frequencies kept by the spectral loss, in ``torch.fft.fftn`` order.
+
+    ``f`` is the 3-D frequency vector built from ``torch.fft.fftfreq`` on each axis (cycles per
+    voxel); a frequency is kept when ``|f| / max|f| >= cutoff``. Computed in float64 so that
+    frequencies lying exactly on the cutoff are decided the same way on every device.
+
+    Args:
+        shape: spatial size ``(D, H, W)``.
+        cutoff: normalised radial cutoff in [0, 1] (official 0.3).
+
+    Returns:
+        ``(D, H, W)`` bool.
+    """
+    if len(shape) != 3:
+        raise ValueError(f"high_pass_mask needs a 3-D shape (D, H, W), got {tuple(shape)}")
+    freqs = [torch.fft.fftfreq(int(n), dtype=torch.float64, device=device) for n in shape]
+    fd, fh, fw = torch.meshgrid(*freqs, indexing="ij")
+    radius = torch.sqrt(fd**2 + fh**2 + fw**2)
+    # A 1 x 1 x 1 volume has only the DC term; the clamp avoids 0 / 0 there.
+    return radius / radius.max().clamp_min(torch.finfo(torch.float64).tiny) >= cutoff
+
+
+def standardize_volumes(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``(x - mean) / (std + eps)`` over the last three axes; unbiased std as in the official code."""
+    dims = (-3, -2, -1)
+    centred = x - x.mean(dim=dims, keepdim=True)
+    return centred / (x.std(dim=dims, keepdim=True) + eps)
+
+
+def spectral_loss(
+    recon: torch.Tensor, target: torch.Tensor, cutoff: float = 0.3, eps: float = 1e-6
+) -> torch.Tensor:
+    """High-pass log-magnitude spectral MSE between a reconstruction and its target.
+
+    Args:
+        recon: ``(B, D, H, W)`` or ``(B, C, D, H, W)`` rebuilt volumes.
+        target: same shape, the input volumes.
+        cutoff: normalised radial frequency below which the spectra are zeroed.
+        eps: added to the magnitudes inside ``log1p``.
+
+    Returns:
+        Scalar tensor: the mean over channels of each channel's mean over B x D x H x W.
+    """
+    if recon.shape != target.shape:
+        raise ValueError(f"spectral_loss: shapes differ, {tuple(recon.shape)} vs {tuple(target.shape)}")
+    if recon.ndim == 4:
+        recon, target = recon.unsqueeze(1), target.unsqueeze(1)
+    elif recon.ndim != 5:
+        raise ValueError(
+            f"spectral_loss expects (B, D, H, W) or (B, C, D, H, W), got {tuple(recon.shape)}"
+        )
+    # FFTs of half-precision inputs are either unsupported or too coarse for log-spectra.
+    if recon.dtype not in (torch.float32, torch.float64):
+        recon, target = recon.float(), target.float()
+    keep = high_pass_mask(recon.shape[-3:], cutoff, device=recon.device)
+    dims = (-3, -2, -1)
+    mag_rec = torch.fft.fftn(standardize_volumes(recon), dim=dims).abs() * keep
+    mag_gt = torch.fft.fftn(standardize_volumes(target), dim=dims).abs() * keep
+    squared = (torch.log1p(mag_rec + eps) - torch.log1p(mag_gt + eps)) ** 2
+    return squared.mean(dim=(0, 2, 3, 4)).mean()
+
+
+class SpectralLossSchedule:
+    """When the spectral term is computed, with which weight, and what is added in between.
+
+    Official behaviour (the default): the spectral loss is computed only on optimiser steps with
+    ``step % every == 0`` (official ``every`` 25, paper 10) and only from ``start_epoch`` on
+    (official 10, paper 5). Its weight ramps linearly from ``weight / warmup_epochs`` at
+    ``start_epoch`` to ``weight`` (official 0.01) after ``warmup_epochs`` epochs (official 20).
+    On a compute step the term is ``w * loss`` with gradient; on the steps in between the last
+    computed value is added again as a detached constant (times the current weight) so that the
+    logged total loss does not jump, but it carries no gradient. The spectral gradient therefore
+    acts on one step in ``every``: averaged over steps its weight is ``weight / every``, not
+    ``weight`` (1 / 2,500 with the official settings).
+
+    Options: ``every=1`` computes it on every step (the plain, un-amortised loss);
+    ``scale_by_every=True`` multiplies the compute-step term by ``every`` and adds nothing in
+    between, so that the step-averaged gradient weight is ``weight``.
+
+    A non-finite value, or one above ``max_value`` (1e3, as officially), is dropped for that step
+    with a warning: zero contribution, cache unchanged.
+
+    State (the cached value) is checkpointed through :meth:`state_dict`.
+
+    Usage::
+
+        term, info = schedule(step, epoch, lambda: spectral_loss(rebuilt, volumes))
+        loss = pixel_loss + term
+    """
+
+    def __init__(
+        self,
+        weight: float = 0.01,
+        every: int = 25,
+        start_epoch: float = 10,
+        warmup_epochs: float = 20,
+        max_value: float = 1e3,
+        scale_by_every: bool = False,
+    ):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        if weight < 0 or warmup_epochs < 0:
+            raise ValueError("weight and warmup_epochs must be >= 0")
+        self.weight = weight
+        self.every = every
+        self.start_epoch = start_epoch
+        self.warmup_epochs = warmup_epochs
+        self.max_value = max_value
+        self.scale_by_every = scale_by_every
+        self._cached: torch.Tensor | None = None
+
+    def weight_at(self, epoch: float) -> float:
+        """Spectral weight in ``epoch`` (0-based; a fractional epoch is allowed)."""
+        if epoch < self.start_epoch:
+            return 0.0
+        if self.warmup_epochs == 0:
+            return self.weight
+        return self.weight * min(1.0, (epoch - self.start_epoch + 1) / self.warmup_epochs)
+
+    def is_compute_step(self, step: int, epoch: float) -> bool:
+        """Whether the spectral loss is computed at optimiser step ``step`` in ``epoch``."""
+        return self.weight_at(epoch) > 0 and step % self.every == 0
+
+    def __call__(
+        self, step: int, epoch: float, compute_fn: Callable[[], torch.Tensor]
+    ) -> tuple[torch.Tensor, dict]:
+        """The spectral term to add to the loss at this step.
+
+        Args:
+            step: global optimiser step (0-based).
+            epoch: current epoch (0-based).
+            compute_fn: returns the spectral loss (scalar tensor); called on compute steps only.
+
+        Returns:
+            ``(term, info)``: a scalar tensor, and ``{"computed", "dropped", "value", "weight"}``
+            where ``value`` is the raw spectral loss (the cached one between compute steps, NaN
+            when there is none).
+        """
+        w = self.weight_at(epoch)
+        info = {"computed": False, "dropped": False, "value": math.nan, "weight": w}
+        if w == 0:
+            return torch.zeros(()), info
+        if step % self.every == 0:
+            loss = compute_fn()
+            value = float(loss.detach())
+            info["value"] = value
+            if not math.isfinite(value) or value > self.max_value:
+                warnings.warn(
+                    f"spectral loss {value:.3g} at step {step} is non-finite or above "
+                    f"{self.max_value:g}; dropped for this step",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                info["dropped"] = True
+                return torch.zeros((), device=loss.device), info
+            self._cached = loss.detach()
+            info["computed"] = True
+            scale = self.every if self.scale_by_every else 1
+            return (w * scale) * loss, info
+        if self._cached is None or self.scale_by_every:
+            return torch.zeros(()), info
+        info["value"] = float(self._cached)
+        return w * self._cached, info
+
+    def state_dict(self) -> dict:
+        return {"cached": None if self._cached is None else float(self._cached)}
+
+    def load_state_dict(self, state: dict) -> None:
+        cached = state["cached"]
+        self._cached = None if cached is None else torch.tensor(float(cached))
