@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, VolumeError, FileNotFoundError) as exc:
+    except (ConfigError, VolumeError, OSError, ValueError) as exc:
         print(f"neurossl {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
