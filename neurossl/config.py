@@ -105,6 +105,100 @@ class SplitConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The one 3-D ViT encoder and its light heads (decoder, predictor)."""
+
+    name: str = "vit_base"  # preset: vit_tiny | vit_small | vit_base | vit_large
+    patch_size: int = 8  # in-plane patch (paper 8)
+    tubelet_size: int = 8  # depth extent of a token (paper 8): 160^3 -> 20 x 20 x 20 tokens
+    in_chans: int = 1
+    embed_dim: int = 0  # 0 = the preset's width; set to shrink a preset for CPU demos
+    depth: int = 0  # 0 = the preset's depth
+    num_heads: int = 0  # 0 = the preset's heads
+    drop_path: float = 0.0
+    decoder_dim: int = 384  # official MAE decoder: 6 blocks, 384 wide
+    decoder_depth: int = 6
+    decoder_heads: int = 12
+    predictor_dim: int = 384  # official JEPA predictor: 6 blocks, 384 wide
+    predictor_depth: int = 6
+    predictor_heads: int = 12
+    moe_every: int = 0  # Neuro-JEPA: every n-th block uses a sparse MoE MLP (0 = none)
+    num_experts: int = 4
+    moe_top_k: int = 2
+    moe_capacity: float = 1.25
+
+
+@dataclass
+class MaskConfig:
+    """Which tokens the encoder sees (paper: single-token blocks until 75% are masked)."""
+
+    kind: str = "random"  # random (the paper's setting) | multiblock (V-JEPA's generator)
+    ratio: float = 0.75
+    num_blocks: int = 8
+    spatial_scale: tuple[float, float] = (0.15, 0.15)
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+    depth_scale: tuple[float, float] = (1.0, 1.0)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warm-up + cosine learning rate and a cosine weight-decay schedule."""
+
+    epochs: int = 300
+    batch_size: int = 8  # per process
+    accum_steps: int = 1
+    lr: float = 1.5e-4
+    start_lr: float = 1e-6
+    final_lr: float = 1e-6
+    warmup_epochs: float = 5.0
+    weight_decay: float = 0.05
+    final_weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 0.0  # 0 = no clipping
+    ema: tuple[float, float] = (0.998, 1.0)  # teacher momentum schedule (JEPA family, DINO)
+
+
+@dataclass
+class ObjectiveConfig:
+    """Per-objective settings; each objective reads only its own fields."""
+
+    name: str = "mae"  # mae | slmae | jepa | vcr_jepa | simclr | dino_mim | moe_jepa
+    loss_p: float = 1.0  # |x - y|^p / p (official configs: p = 1; p = 2 is MSE / 2)
+    norm_pix: bool = False
+    spectral_weight: float = 0.01  # lambda (official 0.01)
+    spectral_every: int = 25  # K: official 25, paper text 10; 1 = the plain, every-step version
+    spectral_start_epoch: int = 10
+    spectral_warmup_epochs: int = 20
+    spectral_cutoff: float = 0.3
+    vcr_alpha: float = 1.0
+    vcr_beta: float = 0.1
+    vcr_coeff: float = 1.0
+    temperature: float = 0.1  # SimCLR NT-Xent
+    proj_dim: int = 128
+    dino_out_dim: int = 1024
+    dino_teacher_temp: float = 0.04
+    dino_student_temp: float = 0.1
+    dino_local_crops: int = 2
+    mim_weight: float = 1.0
+    moe_aux_weight: float = 0.01
+    modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")
+
+
+@dataclass
+class TrainConfig:
+    """The run itself: where it writes, how often it checkpoints and logs."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    max_steps: int = 0  # 0 = epochs x steps per epoch; > 0 stops early (smoke runs)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    num_workers: int = 2
+    collapse_every: int = 50  # JEPA collapse monitor: std and effective rank of embeddings
+
+
+@dataclass
 class Config:
     """Everything a run needs; saved resolved inside every run folder."""
 
@@ -114,6 +208,11 @@ class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    masking: MaskConfig = field(default_factory=MaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,0 +1,66 @@
+"""What every objective is: a module that turns a batch into a dict of named losses.
+
+The trainer owns the loop, the optimiser and the checkpoints; an objective owns only its networks
+(student, teacher, heads) and the state that belongs to its loss (EMA teacher, spectral cache,
+DINO centre), all of it inside ``state_dict`` so that resume restores it.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepInfo:
+    """Where training stands when an objective is called.
+
+    Attributes:
+        step: optimiser steps completed so far.
+        epoch: fractional epoch (``step / steps_per_epoch``).
+        total_steps: optimiser steps of the whole run.
+        generator: a CPU generator seeded from (seed, step, micro-batch), the same on every
+            rank: random draws are made for the GLOBAL batch and each rank keeps its rows
+            (:meth:`local_rows`), so masks and views are identical after a resume and equal to
+            single-process training on the same global batch.
+        rank, world_size: this process's slot in the global batch.
+    """
+
+    step: int
+    epoch: float
+    total_steps: int
+    generator: torch.Generator
+    rank: int = 0
+    world_size: int = 1
+
+    def local_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a tensor drawn for the global batch, ``(B * W, ...) -> (B, ...)``.
+
+        The sampler gives rank ``r`` the global positions ``r, r + W, r + 2W, ...``.
+        """
+        return x[self.rank :: self.world_size]
+
+
+class Objective(nn.Module):
+    """Base class: ``forward(batch, info) -> {"loss": total, <term>: value, ...}``."""
+
+    name = "objective"
+
+    @abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+        """Named losses for ``batch["image"]`` of shape ``(B, C, D, H, W)``; ``"loss"`` is the total."""
+
+    def after_step(self, info: StepInfo) -> None:
+        """Called after each optimiser step (EMA teachers update here)."""
+
+    def encoder(self) -> nn.Module:
+        """The encoder to export for downstream use."""
+        return self.student
+
+    @torch.no_grad()
+    def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Cheap health metrics (e.g. the JEPA collapse monitor); empty by default."""
+        return {}

@@ -1,0 +1,66 @@
+"""Pieces every objective shares: building the encoder from the config, masks, the EMA teacher."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from neurossl.config import Config, MaskConfig
+from neurossl.masks import build_mask_generator
+from neurossl.models import build_encoder
+from neurossl.train.schedules import linear
+
+
+def encoder_from_config(cfg: Config, input_shape: tuple[int, int, int, int],
+                        num_modalities: int = 0, moe: bool = False) -> nn.Module:
+    """The one encoder, sized for volumes of ``input_shape = (C, D, H, W)``."""
+    m = cfg.model
+    overrides = {k: v for k, v in (("embed_dim", m.embed_dim), ("depth", m.depth),
+                                   ("num_heads", m.num_heads)) if v}
+    moe_cfg = None
+    if moe:
+        moe_cfg = {"num_experts": m.num_experts, "top_k": m.moe_top_k,
+                   "capacity_factor": m.moe_capacity, "every": m.moe_every or 2}
+    channels, *spatial = input_shape
+    return build_encoder(m.name, img_size=tuple(spatial), patch_size=m.patch_size,
+                         tubelet_size=m.tubelet_size, in_chans=channels, drop_path=m.drop_path,
+                         moe=moe_cfg, num_modalities=num_modalities, **overrides)
+
+
+def mask_generator_from_config(cfg: MaskConfig, grid: tuple[int, int, int]):
+    """The paper's random single-token masking, or V-JEPA's multi-block generator."""
+    if cfg.kind == "random":
+        return build_mask_generator("random", grid, mask_ratio=cfg.ratio)
+    return build_mask_generator("multiblock", grid, spatial_scale=cfg.spatial_scale,
+                                aspect_ratio=cfg.aspect_ratio, depth_scale=cfg.depth_scale,
+                                num_blocks=cfg.num_blocks)
+
+
+def make_teacher(student: nn.Module) -> nn.Module:
+    """A frozen copy of ``student`` to be updated by :func:`ema_update` only."""
+    teacher = copy.deepcopy(student)
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """``teacher = m * teacher + (1 - m) * student`` for every parameter."""
+    t_params = [p for p in teacher.parameters()]
+    s_params = [p.detach() for p in student.parameters()]
+    torch._foreach_mul_(t_params, momentum)
+    torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+
+
+def ema_momentum(step: int, total_steps: int, schedule: tuple[float, float]) -> float:
+    """Teacher momentum at ``step``: linear from ``schedule[0]`` to ``schedule[1]`` (0.998 -> 1.0)."""
+    return linear(step, total_steps, schedule[0], schedule[1])
+
+
+def global_masks(generator, batch: int, info, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks drawn for the global batch; this rank keeps its rows (see ``StepInfo.local_rows``)."""
+    keep, masked = generator(batch * info.world_size, generator=info.generator)
+    return info.local_rows(keep).to(device), info.local_rows(masked).to(device)

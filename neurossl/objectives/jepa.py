@@ -1,0 +1,113 @@
+"""JEPA, VCR-JEPA and MoE-JEPA (Neuro-JEPA): predict the EMA teacher's features of masked tokens.
+
+- ``jepa``: the student encodes the visible tokens, the predictor fills in the masked positions,
+  and the loss is ``mean |z - h|^p / p`` against the teacher's layer-normed features of the full
+  volume (stop-gradient). The teacher is an EMA of the student (momentum 0.998 -> 1.0), updated
+  once per optimiser step.
+- ``vcr_jepa``: adds the variance-covariance regulariser on
+  ``cat([context_out, target_h.detach()], dim=tokens)``: ``jepa + c * (alpha * var + beta * cov)``.
+- ``moe_jepa``: the encoder's MLPs are sparse mixtures of experts every ``moe_every`` blocks and
+  each volume's contrast (T1w / T2w / FLAIR) selects a learned modality embedding; the router's
+  load-balancing loss is added with weight ``moe_aux_weight``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neurossl.config import Config
+from neurossl.losses import (
+    effective_rank,
+    jepa_loss,
+    layer_norm_targets,
+    per_dim_std,
+    variance_covariance_loss,
+)
+from neurossl.masks import gather_tokens
+from neurossl.models import build_predictor
+from neurossl.objectives.base import Objective, StepInfo
+from neurossl.objectives.common import (
+    ema_momentum,
+    ema_update,
+    encoder_from_config,
+    global_masks,
+    make_teacher,
+    mask_generator_from_config,
+)
+
+
+class JEPA(Objective):
+    """V-JEPA-style latent prediction; ``vcr`` and ``moe`` switch on the two variants."""
+
+    name = "jepa"
+
+    def __init__(self, cfg: Config, input_shape: tuple[int, int, int, int], vcr: bool = False,
+                 moe: bool = False):
+        super().__init__()
+        o = cfg.objective
+        self.modalities = tuple(o.modalities) if moe else ()
+        self.student = encoder_from_config(cfg, input_shape, num_modalities=len(self.modalities), moe=moe)
+        self.teacher = make_teacher(self.student)
+        self.predictor = build_predictor(self.student, predictor_embed_dim=cfg.model.predictor_dim,
+                                         depth=cfg.model.predictor_depth,
+                                         num_heads=cfg.model.predictor_heads)
+        self.masks = mask_generator_from_config(cfg.masking, self.student.grid_size)
+        self.loss_p, self.ema = o.loss_p, cfg.optim.ema
+        self.vcr = (o.vcr_alpha, o.vcr_beta, o.vcr_coeff) if vcr else None
+        self.moe_weight = o.moe_aux_weight if moe else 0.0
+        self.name = "moe_jepa" if moe else "vcr_jepa" if vcr else "jepa"
+
+    def modality_ids(self, batch: dict) -> torch.Tensor | None:
+        """Per-volume index into ``modalities`` (MoE-JEPA), ``(B,)`` long, or None."""
+        if not self.modalities:
+            return None
+        names = batch.get("modality")
+        if names is None:
+            raise KeyError("moe_jepa needs batch['modality'] (T1w / T2w / FLAIR per volume)")
+        unknown = sorted(set(names) - set(self.modalities))
+        if unknown:
+            raise ValueError(f"modalities {unknown} not in objective.modalities {list(self.modalities)}")
+        return torch.tensor([self.modalities.index(n) for n in names], device=batch["image"].device)
+
+    def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+        """``{"loss", "jepa"[, "var", "cov"][, "moe_aux"]}`` for ``batch["image"]`` ``(B, C, D, H, W)``."""
+        images = batch["image"]
+        modality = self.modality_ids(batch)
+        keep, masked = global_masks(self.masks, images.shape[0], info, images.device)
+        with torch.no_grad():
+            target_h = layer_norm_targets(self.teacher(images, modality=modality))  # (B, N, D)
+        context = self.student(images, masks=keep, modality=modality)  # (B, K, D)
+        pred = self.predictor(context, keep, masked)  # (B, M, D)
+        loss_jepa = jepa_loss(pred, gather_tokens(target_h, masked), p=self.loss_p)
+        losses = {"jepa": loss_jepa}
+        total = loss_jepa
+        if self.vcr is not None:
+            alpha, beta, coeff = self.vcr
+            var, cov = variance_covariance_loss(torch.cat([context, target_h.detach()], dim=1).float())
+            total = total + coeff * (alpha * var + beta * cov)
+            losses.update(var=var, cov=cov)
+        if self.moe_weight:
+            aux = self.student.moe_aux_loss()
+            total = total + self.moe_weight * aux
+            losses["moe_aux"] = aux
+        losses["loss"] = total
+        return losses
+
+    def after_step(self, info: StepInfo) -> None:
+        """EMA update of the teacher, once per optimiser step."""
+        ema_update(self.teacher, self.student, ema_momentum(info.step, info.total_steps, self.ema))
+
+    def encoder(self):
+        """The teacher: V-JEPA evaluates the EMA encoder."""
+        return self.teacher
+
+    @torch.no_grad()
+    def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Collapse monitor: mean per-dimension std and effective rank of pooled embeddings."""
+        modality = self.modality_ids(batch)
+        out = {}
+        for role, net in (("student", self.student), ("teacher", self.teacher)):
+            pooled = net(batch["image"], modality=modality).mean(dim=1).float()  # (B, D)
+            out[f"{role}_std"] = float(per_dim_std(pooled).mean())
+            out[f"{role}_rank"] = float(effective_rank(pooled))
+        return out

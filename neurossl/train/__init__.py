@@ -1,0 +1,1 @@
+"""The one training loop, its schedules, checkpoints and distributed setup."""

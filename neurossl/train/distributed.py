@@ -1,0 +1,57 @@
+"""Process-group setup for ``torchrun`` (NCCL on GPUs, gloo on CPUs) and a plain single process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistEnv:
+    """Where this process sits: rank, world size and the device it computes on."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs and writes checkpoints."""
+        return self.rank == 0
+
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device=cuda but no CUDA device is visible")
+        return torch.device("cuda", local_rank)
+    if requested != "cpu":
+        raise ValueError(f"train.device must be auto, cpu or cuda, got {requested!r}")
+    return torch.device("cpu")
+
+
+def init_distributed(requested_device: str = "auto") -> DistEnv:
+    """Join the process group ``torchrun`` describes in the environment, or run alone."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(requested_device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    return DistEnv(rank, world_size, local_rank, device)
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group if one was joined."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
