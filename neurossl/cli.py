@@ -92,6 +92,18 @@ def cmd_splits_audit(args: argparse.Namespace) -> int:
     return 1 if result.leaks else 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain one objective on the cached pretraining split; export the encoder."""
+    cfg = _config(args)
+    cfg.objective.name = args.objective
+    from neurossl.train.pretrain import pretrain
+
+    run_dir = args.run_dir or Path("runs") / cfg.profile / "pretrain" / args.objective
+    path = pretrain(cfg, args.cache, args.splits, run_dir, resume=args.resume)
+    print(f"encoder: {path}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print what the data stages of a run folder hold."""
     from neurossl.summary import summarize_run
@@ -142,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     q = splits.add_parser("audit", help="count subjects / scans and detect subject leakage")
     q.add_argument("dir", type=Path, help="folder of split CSVs (subject_id,scan_uid)")
     q.set_defaults(func=cmd_splits_audit)
+
+    p = sub.add_parser("pretrain", help="self-supervised pretraining of one objective")
+    p.add_argument("--objective", required=True,
+                   choices=["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"])
+    p.add_argument("--cache", type=Path, required=True, help="preprocessing cache folder")
+    p.add_argument("--splits", type=Path, required=True, help="split folder (pretrain partitions)")
+    p.add_argument("--run-dir", type=Path, help="default: runs/<profile>/pretrain/<objective>")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("summary", help="summarise the data stages of a run folder")
     p.add_argument("run_dir", type=Path, help="run folder (cohort/, curation.csv, cache/)")

@@ -196,6 +196,8 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 2
     collapse_every: int = 50  # JEPA collapse monitor: std and effective rank of embeddings
+    datasets: tuple[str, ...] = ()  # pretraining datasets of the split folder; () = all of them
+    modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")  # CT for FM-CT (3 window channels)
 
 
 @dataclass
