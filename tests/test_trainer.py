@@ -1,0 +1,130 @@
+"""The one training loop: exact resume after SIGKILL, DDP equivalence, NaN guard, schedules."""
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from neurossl.train import checkpoint as ckpt
+from neurossl.train.schedules import cosine, linear, warmup_cosine
+from neurossl.train.trainer import TrainingDiverged, loss_fell, read_metrics
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "train_worker.py"
+sys.path.insert(0, str(HERE))
+from train_worker import make_trainer  # noqa: E402
+
+
+def run_worker(run_dir, out, *extra, env=None):
+    return subprocess.Popen([sys.executable, str(WORKER), str(run_dir), str(out), *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))
+
+
+def test_schedules_known_values():
+    assert warmup_cosine(0, 100, 10, 1e-6, 1e-3, 1e-6) == pytest.approx(1e-6)
+    assert warmup_cosine(10, 100, 10, 1e-6, 1e-3, 1e-6) == pytest.approx(1e-3)
+    assert warmup_cosine(55, 100, 10, 0.0, 1.0, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 10, 0.0, 1.0, 0.1) == pytest.approx(0.1)
+    assert cosine(50, 100, 0.04, 0.4) == pytest.approx(0.22)
+    assert linear(50, 100, 0.998, 1.0) == pytest.approx(0.999)
+
+
+def test_training_runs_logs_and_checkpoints(tmp_path):
+    trainer = make_trainer(tmp_path)
+    metrics = trainer.fit()
+    assert trainer.position.step == 8 and math.isfinite(metrics["loss"])
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records] == list(range(1, 9))
+    assert {"loss", "pixel", "lr", "wd", "volumes_per_s"} <= set(records[0])
+    kept = [p.name for p in ckpt.step_checkpoints(tmp_path / "checkpoints")]
+    assert kept == ["step_00000004.pt", "step_00000006.pt", "step_00000008.pt"]  # keep_checkpoints=3
+    assert (tmp_path / "checkpoints" / "last.pt").resolve().name == "step_00000008.pt"
+
+
+def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = run_worker(tmp_path / "full", tmp_path / "full.pt", env=env)
+    assert full.wait(timeout=120) == 0, full.stderr.read()
+    victim = run_worker(tmp_path / "killed", tmp_path / "unused.pt", "--item-delay", "0.15", env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(ckpt.step_checkpoints(tmp_path / "killed" / "checkpoints")) < 2:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    done = ckpt.latest_checkpoint(tmp_path / "killed" / "checkpoints")
+    assert done is not None and victim.returncode == -signal.SIGKILL
+    assert int(done.stem.split("_")[1]) < 8, "the run finished before it was killed"
+    resumed = run_worker(tmp_path / "killed", tmp_path / "resumed.pt", "--resume", env=env)
+    assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+    assert same_state(torch.load(tmp_path / "full.pt"), torch.load(tmp_path / "resumed.pt"))
+
+
+def test_jepa_resume_restores_teacher_and_optimizer(tmp_path):
+    first = make_trainer(tmp_path, "jepa", ["train.max_steps=4"])
+    first.fit()
+    second = make_trainer(tmp_path, "jepa", ["train.max_steps=4"])
+    assert second.resume() and second.position.step == 4
+    assert same_state(first.objective.state_dict(), second.objective.state_dict())
+    assert second.optimizer.state_dict()["state"].keys() == first.optimizer.state_dict()["state"].keys()
+
+
+def test_nan_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path)
+    original = trainer.objective.forward
+
+    def poisoned(batch, info):
+        losses = original(batch, info)
+        if info.step == 5:
+            losses["pixel"] = losses["pixel"] * float("nan")
+            losses["loss"] = losses["pixel"]
+        return losses
+
+    trainer.objective.forward = poisoned
+    with pytest.raises(TrainingDiverged, match=r"step 5: loss term 'pixel' is nan"):
+        trainer.fit()
+    assert ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "step_00000004.pt"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("objective", ["mae", "jepa"])
+def test_ddp_two_processes_equal_single_process(tmp_path, objective):
+    steps = ["--set", "train.max_steps=3", "--objective", objective]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = run_worker(tmp_path / "single", tmp_path / "single.pt", *steps, "--set",
+                        "optim.batch_size=4", env=env)
+    assert single.wait(timeout=120) == 0, single.stderr.read()
+    port = free_port()
+    procs = []
+    for rank in range(2):
+        rank_env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                    "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(run_worker(tmp_path / "ddp", tmp_path / "ddp.pt", *steps, env=rank_env))
+    for proc in procs:
+        assert proc.wait(timeout=180) == 0, proc.stderr.read()
+    a, b = torch.load(tmp_path / "single.pt"), torch.load(tmp_path / "ddp.pt")
+    for key in a:
+        if torch.is_tensor(a[key]) and a[key].is_floating_point():
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_loss_fell_helper():
+    assert loss_fell([{"loss": v} for v in (5, 4, 3, 2, 1, 0.5)])
+    assert not loss_fell([{"loss": v} for v in (1, 2, 3, 4, 5, 6)])
+    assert not loss_fell([{"loss": 1.0}])

@@ -1,0 +1,73 @@
+"""A tiny training run used by the trainer tests, in this process or as a subprocess.
+
+``python tests/train_worker.py RUN_DIR OUT [--resume] [--item-delay S]`` trains the smoke MAE on
+deterministic random volumes and saves the final objective state to OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from neurossl.config import load_config
+from neurossl.objectives import build_objective
+from neurossl.train.distributed import init_distributed, shutdown_distributed
+from neurossl.train.trainer import Trainer
+
+SHAPE = (1, 16, 32, 32)
+OVERRIDES = ["model.tubelet_size=4", "train.max_steps=8", "train.checkpoint_every=2",
+             "optim.batch_size=2", "train.num_workers=0", "train.collapse_every=0"]
+
+
+class RandomVolumes(Dataset):
+    """``n`` volumes ``(1, 16, 32, 32)``, each a pure function of its index."""
+
+    def __init__(self, n: int = 16, delay: float = 0.0):
+        self.n, self.delay = n, delay
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> dict:
+        if self.delay:
+            time.sleep(self.delay)
+        g = torch.Generator().manual_seed(1000 + index)
+        return {"image": torch.randn(SHAPE, generator=g), "scan_uid": f"vol{index}"}
+
+
+def make_trainer(run_dir, objective="mae", extra=(), delay=0.0, n=16) -> Trainer:
+    """A smoke trainer over :class:`RandomVolumes` in ``run_dir``."""
+    cfg = load_config("smoke", overrides=[*OVERRIDES, f"objective.name={objective}", *extra])
+    torch.manual_seed(cfg.train.seed)
+    env = init_distributed("cpu")
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, build_objective(cfg, SHAPE), RandomVolumes(n, delay), run_dir, env)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir")
+    parser.add_argument("out")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--item-delay", type=float, default=0.0)
+    parser.add_argument("--objective", default="mae")
+    parser.add_argument("--set", dest="extra", action="append", default=[])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    trainer = make_trainer(args.run_dir, args.objective, args.extra, args.item_delay)
+    if args.resume:
+        trainer.resume()
+    trainer.fit()
+    if trainer.env.is_main:
+        torch.save(trainer.objective.state_dict(), args.out)
+    shutdown_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
