@@ -9,14 +9,18 @@ from functools import partial
 
 from neurossl.config import Config
 from neurossl.objectives.base import Objective, StepInfo
+from neurossl.objectives.dino_mim import DINOMIM
 from neurossl.objectives.jepa import JEPA
 from neurossl.objectives.mae import MAE
+from neurossl.objectives.simclr import SimCLR
 
 OBJECTIVES = {
     "mae": MAE,
     "slmae": partial(MAE, spectral=True),
     "jepa": JEPA,
     "vcr_jepa": partial(JEPA, vcr=True),
+    "simclr": SimCLR,
+    "dino_mim": DINOMIM,
     "moe_jepa": partial(JEPA, moe=True),
 }
 

@@ -1,0 +1,158 @@
+"""FM-CT: DINO self-distillation plus iBOT-style masked image modelling (head CT or MRI).
+
+Per step, for ``batch["image"]`` ``(B, C, D, H, W)`` (C = 3 HU windows for CT, 1 for MRI):
+
+- views: two global views (random resized crops at the encoder's input size) and
+  ``dino_local_crops`` local views (:mod:`neurossl.objectives.views`);
+- teacher (EMA of the student, no gradient): both global views, full; its mean-pooled tokens go
+  through the teacher DINO head (``(B, K)`` prototype logits per view), its patch tokens of global
+  view 1 through the teacher patch head (``(B, N, K)``);
+- student: global view 1 with the mask generator's tokens dropped (visible tokens only), global
+  view 2 full, each local view. As in iBOT, the masked global view serves both losses: its pooled
+  visible tokens are a DINO student view, and the predictor (``build_predictor``, as in JEPA)
+  fills in features at the masked positions for the patch head;
+- ``dino``: DINO's multi-crop cross-entropy on pooled tokens (mean pooling stands in for a CLS
+  token), teacher logits centred (``Centering``) and sharpened (teacher temp < student temp);
+- ``mim``: iBOT's per-token cross-entropy between the student's predicted and the teacher's
+  patch distributions, at the masked tokens only; ``loss = dino + mim_weight * mim``.
+
+Local views are crops in TOKEN space: a random box of tokens of an independently augmented
+full-size view, passed to the encoder's ``masks=`` argument. The encoder takes only its fixed
+input size, so the alternative (a small crop upsampled to that size) would spend a full-size pass
+per local view on blurred voxels the encoder never sees downstream; a box of tokens costs only its
+tokens (attention is quadratic in them) and keeps the true resolution and position embeddings.
+
+The teacher and its heads are always in ``eval()`` (no stochastic depth), and move only through
+:meth:`DINOMIM.after_step`'s EMA. :meth:`DINOMIM.encoder` exports the teacher, as DINO does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neurossl.config import Config
+from neurossl.losses import (Centering, dino_loss, effective_rank, masked_token_distillation_loss,
+                             per_dim_std)
+from neurossl.masks import gather_tokens
+from neurossl.models import build_predictor
+from neurossl.objectives.base import Objective, StepInfo
+from neurossl.objectives.common import (ema_momentum, ema_update, encoder_from_config, global_masks,
+                                        make_teacher, mask_generator_from_config)
+from neurossl.objectives.heads import DINOHead
+from neurossl.objectives.views import ViewSpec, random_token_box, random_view
+
+# DINO's global crops keep 40-100 % of the image area; a similar share of a volume is about
+# 70-100 % of each axis.
+GLOBAL_VIEWS = ViewSpec(crop_scale=(0.7, 1.0))
+
+
+class DINOMIM(Objective):
+    """DINO + masked image modelling: ``{"loss", "dino", "mim"}``.
+
+    Args:
+        cfg: reads ``objective.dino_*``, ``objective.mim_weight``, ``model.predictor_*``,
+            ``masking`` and ``optim.ema``.
+        input_shape: ``(C, D, H, W)`` of the volumes.
+        views: augmentation of the global views and of the local views' source volumes.
+        local_scale: range of the fraction of each token-grid axis a local view keeps.
+        center_momentum: EMA momentum of both centres (DINO 0.9).
+        head_hidden, head_bottleneck: DINO head widths (DINO 2048, 256).
+    """
+
+    name = "dino_mim"
+
+    def __init__(self, cfg: Config, input_shape: tuple[int, int, int, int],
+                 views: ViewSpec = GLOBAL_VIEWS, local_scale: tuple[float, float] = (0.4, 0.6),
+                 center_momentum: float = 0.9, head_hidden: int = 2048, head_bottleneck: int = 256):
+        super().__init__()
+        o, m = cfg.objective, cfg.model
+        self.student = encoder_from_config(cfg, input_shape)
+        self.teacher = make_teacher(self.student)
+        width, k = self.student.embed_dim, o.dino_out_dim
+        self.head = DINOHead(width, k, head_hidden, head_bottleneck)
+        self.patch_head = DINOHead(width, k, head_hidden, head_bottleneck)
+        self.teacher_head = make_teacher(self.head)
+        self.teacher_patch_head = make_teacher(self.patch_head)
+        self.predictor = build_predictor(self.student, predictor_embed_dim=m.predictor_dim,
+                                         depth=m.predictor_depth, num_heads=m.predictor_heads)
+        self.center = Centering(k, center_momentum)
+        self.patch_center = Centering(k, center_momentum)
+        self.masks = mask_generator_from_config(cfg.masking, self.student.grid_size)
+        self.temps = (o.dino_student_temp, o.dino_teacher_temp)
+        self.local_crops, self.mim_weight, self.ema = o.dino_local_crops, o.mim_weight, cfg.optim.ema
+        self.views, self.local_scale = views, local_scale
+        self.train()
+
+    def teachers(self) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+        """``(teacher, student)`` pairs the EMA ties together."""
+        return [(self.teacher, self.student), (self.teacher_head, self.head),
+                (self.teacher_patch_head, self.patch_head)]
+
+    def train(self, mode: bool = True) -> DINOMIM:
+        """Switch the student side; the teachers stay in ``eval()`` (deterministic targets)."""
+        super().train(mode)
+        for teacher, _ in self.teachers():
+            teacher.eval()
+        return self
+
+    def mim_loss(self, student_logits: torch.Tensor, teacher_patch_logits: torch.Tensor,
+                 masked: torch.Tensor) -> torch.Tensor:
+        """iBOT loss at the masked tokens.
+
+        Args:
+            student_logits: ``(B, M, K)`` predicted logits at the tokens ``masked``.
+            teacher_patch_logits: ``(B, N, K)`` teacher logits of every token.
+            masked: ``(B, M)`` long indices of the masked tokens.
+        """
+        target = gather_tokens(teacher_patch_logits, masked)  # (B, M, K)
+        every = torch.ones(masked.shape, dtype=torch.bool, device=masked.device)
+        return masked_token_distillation_loss(student_logits, target, every, self.patch_center.center,
+                                              *self.temps)
+
+    def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
+        """``{"loss", "dino", "mim"}`` for ``batch["image"]`` ``(B, C, D, H, W)``."""
+        images = batch["image"]
+        b, size, grid = images.shape[0], self.student.img_size, self.student.grid_size
+        # Draw order is fixed (views, mask, local boxes) so a step's randomness is reproducible.
+        global_views = torch.cat([random_view(images, self.views, info, size) for _ in range(2)])
+        keep, masked = global_masks(self.masks, b, info, images.device)
+        with torch.no_grad():
+            t_tokens = self.teacher(global_views)  # (2B, N, D)
+            t_logits = list(self.teacher_head(t_tokens.mean(dim=1)).chunk(2))  # 2 x (B, K)
+            t_patch = self.teacher_patch_head(t_tokens[:b])  # (B, N, K), global view 1
+
+        visible = self.student(global_views[:b], masks=keep)  # (B, K_vis, D)
+        pooled = [visible.mean(dim=1), self.student(global_views[b:]).mean(dim=1)]
+        for _ in range(self.local_crops):
+            source = random_view(images, self.views, info, size)
+            box = random_token_box(grid, self.local_scale, b, info).to(images.device)
+            pooled.append(self.student(source, masks=box).mean(dim=1))
+        s_logits = list(self.head(torch.stack(pooled)).unbind(0))  # (2 + L) x (B, K)
+        loss_dino = dino_loss(s_logits, t_logits, self.center.center, *self.temps)
+
+        predicted = self.predictor(visible, keep, masked)  # (B, M, D)
+        loss_mim = self.mim_loss(self.patch_head(predicted), t_patch, masked)
+
+        self.center.update(t_logits)
+        self.patch_center.update(t_patch)
+        return {"loss": loss_dino + self.mim_weight * loss_mim, "dino": loss_dino, "mim": loss_mim}
+
+    def after_step(self, info: StepInfo) -> None:
+        """EMA of the teacher encoder and both teacher heads, once per optimiser step."""
+        momentum = ema_momentum(info.step, info.total_steps, self.ema)
+        for teacher, student in self.teachers():
+            ema_update(teacher, student, momentum)
+
+    def encoder(self):
+        """The EMA teacher, which DINO evaluates."""
+        return self.teacher
+
+    @torch.no_grad()
+    def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Collapse monitor: mean per-dim std and effective rank of pooled embeddings."""
+        out = {}
+        for role, net in (("student", self.student), ("teacher", self.teacher)):
+            pooled = net(batch["image"]).mean(dim=1).float()  # (B, D)
+            out[f"{role}_std"] = float(per_dim_std(pooled).mean())
+            out[f"{role}_rank"] = float(effective_rank(pooled))
+        return out
