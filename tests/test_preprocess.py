@@ -1,0 +1,227 @@
+"""Deterministic and per-item preprocessing on small synthetic NIfTI phantoms."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neurossl.config import AugmentConfig, PreprocessConfig
+from neurossl.data.augment import apply_augment, build_augment
+from neurossl.data.dataset import NiftiVolumeDataset
+from neurossl.data.io import VolumeError, load_volume
+from neurossl.data.preprocess import (
+    SLICE_AXES,
+    bounding_box,
+    brain_mask,
+    crop,
+    ct_window_channels,
+    deterministic_stage,
+    item_stage,
+    slice_axis,
+    through_plane_axis,
+)
+
+SMALL = PreprocessConfig(crop_size=16, depth=12)
+
+
+def phantom(
+    shape: tuple[int, int, int], seed: int = 0, ct: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """RAS ``(X, Y, Z)`` head phantom: textured ellipsoid brain inside a bright shell; its mask."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    radius = np.sqrt((grid**2).sum(0))
+    brain = radius < 0.6
+    shell = (radius > 0.75) & (radius < 0.9)
+    texture = np.random.default_rng(seed).normal(0, 1, shape)
+    if ct:  # air -1000 HU, brain ~ 35 HU, skull ~ 1200 HU
+        data = (
+            np.full(shape, -1000.0) + brain * (1035 + 8 * texture) + shell * (2200 + 100 * texture)
+        )
+    else:
+        data = 5 + brain * (100 + 15 * texture + 30 * grid[0]) + shell * 300
+    return data.astype(np.float32), brain
+
+
+def store(
+    path: Path, ras: np.ndarray, spacing: tuple[float, float, float], order: str = "LPS"
+) -> Path:
+    """Write an RAS array as a NIfTI stored in ``order`` (``LPS`` flips X, Y; ``ASR`` permutes)."""
+    sx, sy, sz = spacing
+    if order == "LPS":
+        stored, cols = ras[::-1, ::-1, :], [(-sx, 0, 0), (0, -sy, 0), (0, 0, sz)]
+    elif order == "ASR":
+        stored, cols = np.transpose(ras, (1, 2, 0)), [(0, sy, 0), (0, 0, sz), (sx, 0, 0)]
+    else:
+        stored, cols = ras, [(sx, 0, 0), (0, sy, 0), (0, 0, sz)]
+    affine = np.eye(4)
+    affine[:3, :3] = np.array(cols).T
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(stored), affine), str(path))
+    return path
+
+
+def write_scan(
+    folder: Path, name: str, shape, spacing, order="LPS", seed=0, ct=False, mask=True
+) -> Path:
+    """A phantom scan ``name.nii.gz`` (+ ``name_mask.nii.gz`` when ``mask``) in ``folder``."""
+    data, brain = phantom(shape, seed, ct)
+    scan = store(folder / f"{name}.nii.gz", data, spacing, order)
+    if mask:
+        store(folder / f"{name}_mask.nii.gz", brain.astype(np.uint8), spacing, order)
+    return scan
+
+
+def test_bounding_box_with_margin_known_values():
+    mask = np.zeros((40, 12, 32), dtype=bool)
+    mask[10:20, 5:8, 30] = True
+    box = bounding_box(mask, margin=6)
+    assert box == ((4, 26), (0, 12), (24, 32))  # x grown both sides; y and z clamped
+    assert crop(np.zeros(mask.shape), box).shape == (22, 12, 8)
+    assert bounding_box(mask, margin=0) == ((10, 20), (5, 8), (30, 31))
+
+
+def test_deterministic_stage_crops_mask_box_in_ras(tmp_path):
+    scan = write_scan(tmp_path, "s", (40, 44, 36), (1.0, 1.0, 1.0), order="LPS")
+    _, brain = phantom((40, 44, 36))
+    prep = deterministic_stage(scan, PreprocessConfig(margin=2))
+    expected = bounding_box(brain, 2)
+    assert prep.bbox == expected
+    assert prep.data.shape == tuple(hi - lo for lo, hi in expected)
+    assert prep.mask_method == "given"
+
+
+def test_clip_and_zscore_statistics_inside_mask(tmp_path):
+    scan = write_scan(tmp_path, "s", (40, 44, 36), (1.0, 1.0, 1.0))
+    ras, brain = phantom((40, 44, 36))
+    assert np.array_equal(load_volume(scan).data, ras)  # LPS storage read back in RAS
+    cfg = PreprocessConfig(clip_percentiles=(1.0, 99.0))
+    prep = deterministic_stage(scan, cfg)
+    box_mask = crop(brain, prep.bbox)
+    inside = prep.data[box_mask]
+    assert abs(inside.mean()) < 1e-4 and abs(inside.std() - 1) < 1e-4
+    assert np.all(prep.data[~box_mask] == 0)  # skull stripped
+    lo, hi = np.percentile(ras[brain], (1, 99))
+    clipped = np.clip(ras[brain], lo, hi)
+    expected = (clipped - clipped.mean()) / clipped.std()
+    assert np.allclose(np.sort(inside), np.sort(expected), atol=1e-4)
+    assert np.mean(inside >= inside.max() - 1e-6) >= 0.009  # the top 1% sits at the clip value
+
+
+@pytest.mark.parametrize("order, thick_ras_axis", [("ASR", 2), ("LPS", 0), ("RAS", 1)])
+def test_anisotropic_depth_is_thick_axis_whatever_storage(tmp_path, order, thick_ras_axis):
+    shape, spacing = [40, 40, 40], [1.0, 1.0, 1.0]
+    shape[thick_ras_axis], spacing[thick_ras_axis] = 10, 4.0
+    # intensity varies along the thick axis only; a full mask keeps every voxel
+    ramp = np.arange(10, dtype=np.float32).reshape(
+        [-1 if a == thick_ras_axis else 1 for a in range(3)]
+    )
+    ras = np.broadcast_to(ramp, shape).copy()
+    scan = store(tmp_path / "s.nii.gz", ras, tuple(spacing), order)
+    store(tmp_path / "s_mask.nii.gz", np.ones(shape, np.uint8), tuple(spacing), order)
+    prep = deterministic_stage(scan, SMALL)
+    assert prep.depth_axis == thick_ras_axis
+    for seed in range(5):
+        image = item_stage(prep.data, prep.depth_axis, "T1w", SMALL, np.random.default_rng(seed))
+        assert image.shape == (1, 12, 16, 16)
+        assert image[0].std(dim=(1, 2)).max() < 1e-5  # each slice constant: depth = thick axis
+        assert image[0, :, 0, 0].diff().min() >= 0 and image[0, -1, 0, 0] > image[0, 0, 0, 0]
+
+
+def test_isotropic_slice_axis_fixed_at_eval_random_in_training():
+    assert through_plane_axis((1.0, 1.1, 1.3), 1.4) is None
+    assert through_plane_axis((1.0, 1.0, 1.4), 1.4) == 2
+    for name, axis in SLICE_AXES.items():
+        assert slice_axis(None, replace(SMALL, eval_axis=name), rng=None) == axis
+    drawn = {slice_axis(None, SMALL, np.random.default_rng(seed)) for seed in range(30)}
+    assert drawn == {0, 1, 2}
+    assert slice_axis(1, SMALL, np.random.default_rng(0)) == 1  # anisotropic ignores the rng
+    with pytest.raises(ValueError, match="eval_axis"):
+        slice_axis(None, replace(SMALL, eval_axis="oblique"), rng=None)
+
+
+def test_eval_axis_selects_the_volume_permutation():
+    data = np.random.default_rng(0).normal(size=(20, 24, 28)).astype(np.float32)
+    cfg = PreprocessConfig(crop_size=20, depth=28, eval_axis="axial")
+    image = item_stage(data, None, "T1w", cfg)  # depth = S (axis 2), square 20 x 20 of (R, A)
+    centred = data[:, 2:22, :]
+    assert torch.allclose(image[0], torch.from_numpy(np.moveaxis(centred, 2, 0)), atol=1e-5)
+
+
+def test_output_shape_dtype_and_random_square_crop(tmp_path):
+    scan = write_scan(tmp_path, "s", (36, 44, 12), (1.0, 1.0, 3.0))
+    prep = deterministic_stage(scan, SMALL)
+    evals = [item_stage(prep.data, prep.depth_axis, "T2w", SMALL) for _ in range(2)]
+    assert evals[0].shape == (1, 12, 16, 16) and evals[0].dtype == torch.float32
+    assert torch.equal(evals[0], evals[1])
+    trains = [
+        item_stage(prep.data, prep.depth_axis, "T2w", SMALL, np.random.default_rng(s))
+        for s in range(6)
+    ]
+    assert any(not torch.equal(trains[0], t) for t in trains[1:])  # random in-plane offsets
+
+
+def test_ct_keeps_hu_and_windows_into_channels(tmp_path):
+    scan = write_scan(tmp_path, "ct", (40, 40, 32), (1.0, 1.0, 1.0), ct=True)
+    prep = deterministic_stage(scan, SMALL, modality="CT")
+    assert prep.data.min() == -1000 and prep.data.max() > 1000  # Hounsfield units kept
+    image = item_stage(prep.data, prep.depth_axis, "CT", SMALL)
+    assert image.shape == (3, 12, 16, 16) and image.dtype == torch.float32
+    assert image.min() >= 0 and image.max() <= 1
+    hu = torch.tensor([-1000.0, 0.0, 40.0, 80.0, 145.0, 600.0, 2000.0]).reshape(1, 1, 1, -1)
+    channels = ct_window_channels(hu, SMALL.ct_windows)[:, 0, 0]
+    assert torch.allclose(channels[0], torch.tensor([0, 0, 0.5, 1, 1, 1, 1.0]))
+    assert torch.allclose(channels[1], torch.tensor([0, 32.5, 72.5, 112.5, 177.5, 215, 215]) / 215)
+    assert torch.allclose(channels[2], torch.tensor([0, 800, 840, 880, 945, 1400, 2800]) / 2800)
+
+
+def test_mask_methods(tmp_path, caplog, monkeypatch):
+    scan = write_scan(tmp_path, "s", (40, 44, 36), (1.0, 1.0, 1.0), mask=False)
+    volume = load_volume(scan)
+    with caplog.at_level(logging.WARNING):
+        mask, method = brain_mask(volume, "auto")
+    assert method == "threshold" and "last resort" in caplog.text
+    _, brain = phantom((40, 44, 36))
+    assert mask[brain].all()  # the foreground covers the brain (and, as said, the shell)
+    with pytest.raises(VolumeError, match="missing_file"):
+        brain_mask(volume, "given")
+    monkeypatch.setitem(sys.modules, "deepbet", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install neurossl\[brainmask\]"):
+        brain_mask(volume, "deepbet")
+
+
+def test_augmentations_only_in_training(tmp_path):
+    write_scan(tmp_path, "a", (36, 40, 32), (1.0, 1.0, 1.0))
+    entries = pd.DataFrame({"scan_uid": ["a"], "path": ["a.nii.gz"]})
+    aug = AugmentConfig()
+    evaluated = NiftiVolumeDataset(entries, tmp_path, False, SMALL, augment=aug, seed=3)
+    reference = NiftiVolumeDataset(entries, tmp_path, False, SMALL, augment=None, seed=4)
+    evaluated.set_epoch(7)
+    assert torch.equal(evaluated[0]["image"], reference[0]["image"])  # no augmentation, no seed
+    plain = NiftiVolumeDataset(
+        entries, tmp_path, train=True, preprocess=SMALL, augment=None, seed=3
+    )
+    augmented = NiftiVolumeDataset(
+        entries, tmp_path, train=True, preprocess=SMALL, augment=aug, seed=3
+    )
+    first, again = augmented[0]["image"], augmented[0]["image"]
+    assert torch.equal(first, again)  # reproducible per (seed, epoch, index)
+    assert not torch.allclose(first, plain[0]["image"], atol=1e-3)  # augmentations applied
+    augmented.set_epoch(1)
+    assert not torch.equal(first, augmented[0]["image"])  # a new epoch draws anew
+    assert build_augment(AugmentConfig(enabled=False)) is None
+
+
+def test_augment_chain_keeps_shape_and_is_seeded():
+    image = torch.randn(3, 8, 16, 16)
+    chain = build_augment(AugmentConfig())
+    out = apply_augment(image, chain, seed=7)
+    assert out.shape == image.shape and type(out) is torch.Tensor and out.dtype == torch.float32
+    assert torch.equal(out, apply_augment(image, build_augment(AugmentConfig()), seed=7))
+    assert not torch.equal(out, apply_augment(image, chain, seed=8))
