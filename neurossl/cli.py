@@ -8,6 +8,7 @@ each reads the folder the previous one wrote. Heavy imports happen inside the ha
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         cfg.cohort.seed = args.seed
     if args.subjects is not None:
         cfg.cohort.subjects = args.subjects
-    scans = generate_cohort(args.out, cfg.cohort, progress=not args.quiet)
+    scans = generate_cohort(args.out, cfg.cohort, progress=not args.quiet, workers=args.workers)
     print(f"demo cohort in {args.out}: {scans['subject_id'].nunique()} subjects, {len(scans)} scans")
     print(scans.groupby(["dataset", "modality"]).size().unstack(fill_value=0).to_string())
     return 0
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for the NIfTI tree and tables")
     p.add_argument("--seed", type=int, help="random seed (default: the profile's)")
     p.add_argument("--subjects", type=int, help="number of subjects over all datasets")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="parallel processes (the output is identical for any number)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(p)
     p.set_defaults(func=cmd_demo_data)

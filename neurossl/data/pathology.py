@@ -1,0 +1,172 @@
+"""Conditions with a known kind of signal: neurodegeneration severity, glioma, autism.
+
+- cognition (NC / MCI / AD): :func:`atrophy_severity` feeds :func:`anatomy.apply_atrophy`
+  (cortical thinning, hippocampal shrinkage, ventricular enlargement); age adds atrophy for
+  everyone, so age confounds the label signal as in ADNI.
+- glioma (G2 / G3 / G4): :func:`make_glioma` draws a focal lesion whose edema, necrotic core,
+  boundary sharpness and texture heterogeneity rise with grade; sizes overlap across grades.
+- autism (TD / ASD): :func:`apply_autism_effect` is a very weak diffuse GM change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from neurossl.data.anatomy import Tissues, apply_atrophy
+
+# Baseline severity and yearly progression per diagnosis (0 = none, ~1 = severe AD).
+SEVERITY = MappingProxyType({"NC": (0.0, 0.005), "MCI": (0.35, 0.03), "AD": (0.7, 0.06)})
+# Extra atrophy per year of age beyond AGE_ONSET, for every subject (the age confounder).
+AGE_ONSET, AGE_SLOPE = 55.0, 0.012
+# Per grade: (radius mm range, edge width, boundary irregularity, texture std, necrosis chance,
+# necrotic core relative radius range, edema extent range relative to the radius).
+GRADES = MappingProxyType({
+    2: ((7.0, 17.0), 0.30, 0.10, 0.03, 0.0, (0.0, 0.0), (0.3, 0.9)),
+    3: ((8.0, 19.0), 0.15, 0.20, 0.40, 0.5, (0.25, 0.45), (0.4, 1.0)),
+    4: ((9.0, 21.0), 0.07, 0.30, 0.70, 1.0, (0.45, 0.7), (0.5, 1.1)),
+})
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """A glioma inside the box ``box`` of the subject grid; local arrays ``(x, y, z)`` float32.
+
+    Attributes:
+        box: slices of the subject grid the local arrays cover.
+        solid: tumour tissue fraction; ``necrosis``: necrotic core fraction;
+        edema: vasogenic edema fraction (T2 / FLAIR bright);
+        texture: multiplicative heterogeneity applied to the solid part (1 = homogeneous).
+        grade: WHO grade 2, 3 or 4.
+    """
+
+    box: tuple[slice, slice, slice]
+    solid: np.ndarray
+    necrosis: np.ndarray
+    edema: np.ndarray
+    texture: np.ndarray
+    grade: int
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """``(x, y, z)`` total lesion fraction (solid + necrosis + edema)."""
+        return self.solid + self.necrosis + self.edema
+
+
+def atrophy_severity(label: str, age: float, years: float, offset: float = 0.0) -> float:
+    """Neurodegeneration severity of a subject with diagnosis ``label`` at ``age``.
+
+    ``years`` since the baseline visit add the diagnosis' yearly progression; other labels
+    (glioma, autism, healthy) get only the age term. ``offset`` is the subject's own deviation.
+    """
+    base, rate = SEVERITY.get(label, SEVERITY["NC"])
+    aged = AGE_SLOPE * max(age - AGE_ONSET, 0.0)
+    return max(base + rate * years + aged + offset, 0.0)
+
+
+def neurodegenerate(
+    tissues: Tissues, label: str, age: float, years: float, offset: float, rng: np.random.Generator
+) -> Tissues:
+    """:func:`apply_atrophy` at the severity :func:`atrophy_severity` gives."""
+    return apply_atrophy(tissues, atrophy_severity(label, age, years, offset), rng)
+
+
+def _lesion_centre(tissues: Tissues, rng: np.random.Generator) -> np.ndarray:
+    """Voxel index ``(3,)`` of a random deep white-matter point in a cerebral hemisphere."""
+    mni = tissues.mni
+    eligible = (tissues.wm > 0.7) & (mni[2] > -10.0) & (np.abs(mni[0]) > 15.0) & (tissues.signed_distance < -15.0)
+    flat = np.flatnonzero(eligible)
+    return np.asarray(np.unravel_index(flat[rng.integers(len(flat))], eligible.shape))
+
+
+def _local_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """Gaussian-filtered white noise of unit std, ``shape`` float32."""
+    noise = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=sigma)
+    return noise / (noise.std() + 1e-6)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -30.0, 30.0)))).astype(np.float32)
+
+
+def make_glioma(tissues: Tissues, grade: int, rng: np.random.Generator) -> Lesion:
+    """Draw a glioma of WHO ``grade`` (2, 3, 4) for a subject.
+
+    The lesion is an irregular blob of radius ``r`` (ranges overlap across grades) with a soft
+    edge (sharper with grade), an optional necrotic core (certain at grade 4), edema reaching
+    ``r (1 + e)`` along the white matter, and a high-frequency texture whose strength rises with
+    grade: the focal high-frequency content the spectral analysis looks for.
+    """
+    (r_lo, r_hi), edge, irregular, texture_std, necrosis_p, core_range, edema_range = GRADES[grade]
+    voxel = float(tissues.affine[0, 0])
+    radius = rng.uniform(r_lo, r_hi)
+    extent = rng.uniform(*edema_range)
+    centre = _lesion_centre(tissues, rng)
+    # Outline and edema spread are clipped so the lesion stays within ``reach``; a spherical taper
+    # there keeps the box edges invisible.
+    reach = 1.6 * radius * (1.0 + extent) + 3.0 * voxel
+    box, distance = _box_around(centre, reach, tissues.gm.shape, voxel)
+    shape = distance.shape
+    outline = np.clip(1.0 + irregular * _local_noise(rng, shape, sigma=radius / (3.0 * voxel)), 0.6, 1.5)
+    rho = distance / (radius * outline)
+    tumour = _sigmoid((1.0 - rho) / edge)
+    core = rng.uniform(*core_range) if rng.random() < necrosis_p else 0.0
+    necrosis = _sigmoid((core - rho) / 0.06) * tumour if core > 0 else np.zeros_like(tumour)
+    taper = np.clip((reach - distance) / (2.0 * voxel), 0.0, 1.0)
+    edema = _edema(tissues, box, rho, extent, rng) * (1.0 - tumour) * taper
+    # Heterogeneity at two scales: voxel-level grain and small blobs (cysts, haemorrhage).
+    grain = _local_noise(rng, shape, sigma=0.5) + 0.5 * _local_noise(rng, shape, sigma=1.5)
+    texture = np.clip(1.0 + texture_std * grain, 0.2, None)
+    brain = tissues.brain[box]
+    return Lesion(box, (tumour - necrosis) * brain, necrosis * brain, edema * brain, texture, grade)
+
+
+def _edema(tissues: Tissues, box: tuple[slice, ...], rho: np.ndarray, extent: float, rng: np.random.Generator) -> np.ndarray:
+    """``(x, y, z)`` edema share reaching ``rho < 1 + extent`` with a ragged front, mostly in white
+    matter (vasogenic edema spreads along the tracts and spares the cortex)."""
+    voxel = float(tissues.affine[0, 0])
+    spread = np.clip(1.0 + 0.3 * _local_noise(rng, rho.shape, sigma=4.0 / voxel), 0.7, 1.4)
+    brain = tissues.brain[box]
+    wm_share = np.divide(tissues.wm[box] + 0.3 * tissues.gm[box], brain, out=np.zeros_like(brain), where=brain > 1e-3)
+    return _sigmoid((1.0 + extent - rho * spread) / 0.15) * np.clip(wm_share, 0.0, 1.0)
+
+
+def _box_around(
+    centre: np.ndarray, reach_mm: float, shape: tuple[int, ...], voxel: float
+) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """Slices of the box of half-size ``reach_mm`` around voxel ``centre`` (clipped to ``shape``)
+    and the ``(x, y, z)`` distance in mm of its voxels to the centre."""
+    half = int(np.ceil(reach_mm / voxel))
+    box = tuple(slice(max(c - half, 0), min(c + half + 1, n)) for c, n in zip(centre, shape))
+    offsets = np.ogrid[tuple(slice(s.start - c, s.stop - c) for s, c in zip(box, centre))]
+    distance = np.sqrt(sum((o.astype(np.float32) * voxel) ** 2 for o in offsets))
+    return box, distance
+
+
+def carve_lesion(tissues: Tissues, lesion: Lesion) -> Tissues:
+    """Replace normal tissue by the lesion inside its box; the brain fraction is unchanged."""
+    box = lesion.box
+    brain = tissues.brain[box]
+    keep = 1.0 - np.divide(lesion.fraction, brain, out=np.zeros_like(brain), where=brain > 1e-3)
+    keep = np.clip(keep, 0.0, 1.0)
+    carved = {}
+    for name in ("gm", "wm", "csf", "ventricles"):
+        array = getattr(tissues, name).copy()
+        array[box] *= keep
+        carved[name] = array
+    return replace(tissues, **carved)
+
+
+def apply_autism_effect(tissues: Tissues, rng: np.random.Generator, strength: float = 0.02) -> Tissues:
+    """A very weak diffuse effect: ~``strength`` more frontal-temporal GM, taken from CSF.
+
+    Far below the subject-to-subject variation of the warp and the contrasts, so that an ASD
+    classifier stays near chance, as in the paper's ABIDE results.
+    """
+    frontal = np.clip((tissues.mni[1] + 30.0) / 40.0, 0.0, 1.0)
+    gain = np.minimum(strength * rng.uniform(0.5, 1.5) * frontal * tissues.gm, tissues.csf - tissues.ventricles)
+    gain = np.clip(gain, 0.0, None)
+    return replace(tissues, gm=tissues.gm + gain, csf=tissues.csf - gain)
