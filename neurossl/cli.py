@@ -105,6 +105,27 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Probe / fine-tune encoders (and baselines) on downstream tasks; append tidy results."""
+    cfg = _config(args)
+    from neurossl.evaluate.runner import evaluate_all
+
+    written = evaluate_all(cfg, args.encoder, args.baseline, args.task, args.mode, args.cache,
+                           args.splits, args.out, fewshot=args.fewshot)
+    print(f"results appended to {written[0]}; predictions to {written[1]}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render evaluation results as the paper's tables with confidence intervals."""
+    cfg = _config(args)
+    from neurossl.evaluate.report import write_report
+
+    for path in write_report(args.results, args.out, cfg.evaluate.bootstrap):
+        print(path)
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print what the data stages of a run folder hold."""
     from neurossl.summary import summarize_run
@@ -167,6 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     _add_config_options(p)
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("evaluate", help="downstream probes / fine-tuning / baselines, 5-fold CV")
+    p.add_argument("--encoder", action="append", default=[], type=Path, metavar="RUN_OR_FILE",
+                   help="pretraining run folder or encoder .safetensors (repeatable)")
+    p.add_argument("--baseline", action="append", default=[], choices=["random", "resnet50"],
+                   help="random: the first encoder's architecture with random weights; "
+                        "resnet50: MONAI ResNet50-3D from scratch (repeatable)")
+    p.add_argument("--task", action="append", default=[], metavar="NAME",
+                   help="task name (repeatable; default: the profile's evaluate.tasks)")
+    p.add_argument("--mode", default="frozen", choices=["frozen", "finetune", "both"])
+    p.add_argument("--fewshot", action="store_true",
+                   help="also run the few-shot curves (evaluate.fewshot_* settings)")
+    p.add_argument("--cache", type=Path, required=True, help="preprocessing cache folder")
+    p.add_argument("--splits", type=Path, required=True, help="split folder (downstream files)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder whose results.csv / predictions.csv are appended to")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="paper tables (Markdown, LaTeX, CSV) with bootstrap CIs")
+    p.add_argument("--results", type=Path, required=True, help="folder written by `evaluate`")
+    p.add_argument("--out", type=Path, required=True, help="folder for the tables")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("summary", help="summarise the data stages of a run folder")
     p.add_argument("run_dir", type=Path, help="run folder (cohort/, curation.csv, cache/)")

@@ -201,6 +201,32 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Downstream evaluation (paper section 3): probes, fine-tuning, baselines, few-shot."""
+
+    tasks: tuple[str, ...] = ("cognition_nc_vs_ad", "cognition_nc_vs_mci", "glioma_grade2_vs_34",
+                              "glioma_multiclass", "autism_asd_vs_td")
+    head: str = "attentive"  # attentive (V-JEPA's attentive probe) | linear (mean-pooled tokens)
+    num_queries: int = 1
+    batch_size: int = 8
+    head_lr: float = 1e-3
+    encoder_lr_scale: float = 0.1  # fine-tuning: encoder lr = head lr x this
+    weight_decay: float = 0.05
+    probe_epochs: int = 100  # frozen encoder: the head trains on cached tokens
+    finetune_epochs: int = 400  # paper: 400
+    warmup_epochs: float = 5.0
+    patience: int = 20  # early stopping: epochs without a better validation loss
+    max_folds: int = 0  # 0 = every fold of a task; > 0 = the first n (CPU demos)
+    seeds: tuple[int, ...] = (0,)
+    resnet_lr: float = 1e-4  # ResNet50-3D from scratch
+    resnet_epochs: int = 100
+    fewshot_tasks: tuple[str, ...] = ("cognition_nc_vs_ad", "glioma_grade2_vs_34")
+    fewshot_shots: tuple[int, ...] = (16, 32, 64)  # labelled volumes per class
+    fewshot_seeds: tuple[int, ...] = (0, 1, 2)
+    bootstrap: int = 1000  # resamples of test subjects for 95% confidence intervals
+
+
+@dataclass
 class Config:
     """Everything a run needs; saved resolved inside every run folder."""
 
@@ -215,6 +241,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""What gets evaluated: a pretrained encoder, its random-initialisation twin, or ResNet50-3D.
+
+:class:`EncoderSpec` names an encoder the way results tables do (``encoder``, ``objective``).
+:class:`TokenEncoder` adapts a :class:`~neurossl.models.VisionTransformer3D` to downstream
+batches: MRI volumes are single-channel, so an encoder pretrained on 3-channel inputs (FM-CT's
+CT windows) sees the MRI channel repeated; a multi-contrast encoder (MoE-JEPA) gets each
+volume's contrast index from ``batch["modality"]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from neurossl.models import VisionTransformer3D, load_encoder
+from neurossl.models.checkpoint_io import sidecar_path
+
+BASELINES = ("random", "resnet50")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder to evaluate.
+
+    Attributes:
+        name: its label in results (the run folder's name, ``random`` or ``resnet50``).
+        objective: the pretraining objective (``none`` for baselines).
+        path: the exported ``encoder.safetensors``; for ``random``, the encoder whose
+            architecture the random twin copies; None for ``resnet50``.
+        modalities: contrast names in the order of the encoder's modality embedding.
+    """
+
+    name: str
+    objective: str
+    path: Path | None
+    modalities: tuple[str, ...] = ()
+
+
+def resolve_encoder(source: str | Path) -> EncoderSpec:
+    """An :class:`EncoderSpec` from a run folder (holding ``encoder.safetensors``) or the file."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "encoder.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no encoder at {source} (expected a run folder with "
+                                "encoder.safetensors, or the .safetensors file)")
+    meta = {}
+    if sidecar_path(path).is_file():
+        meta = json.loads(sidecar_path(path).read_text()).get("meta", {})
+    objective = str(meta.get("objective") or "unknown")
+    modalities = tuple(meta.get("config", {}).get("objective", {}).get("modalities", ()))
+    name = path.parent.name if path.name == "encoder.safetensors" else path.stem
+    return EncoderSpec(name, objective, path, modalities)
+
+
+def random_twin(spec: EncoderSpec) -> EncoderSpec:
+    """The same architecture as ``spec`` with random weights (the paper's key control)."""
+    return EncoderSpec("random", "none", spec.path, spec.modalities)
+
+
+class TokenEncoder(nn.Module):
+    """``batch`` -> encoder tokens ``(B, N, D)`` for downstream heads."""
+
+    def __init__(self, encoder: VisionTransformer3D, modalities: tuple[str, ...] = ()):
+        super().__init__()
+        self.encoder = encoder
+        self.modalities = modalities
+        self.embed_dim = encoder.embed_dim
+        self.num_heads = encoder.num_heads
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        x = batch["image"]
+        if x.shape[1] != self.encoder.in_chans:
+            if x.shape[1] != 1:
+                raise ValueError(f"encoder takes {self.encoder.in_chans} channels, batch has {x.shape[1]}")
+            x = x.expand(-1, self.encoder.in_chans, -1, -1, -1)
+        return self.encoder(x, modality=self.modality_ids(batch, x.device))
+
+    def modality_ids(self, batch: dict, device: torch.device) -> torch.Tensor | None:
+        if not hasattr(self.encoder, "modality_embed"):
+            return None
+        names = list(batch["modality"])
+        unknown = sorted(set(names) - set(self.modalities))
+        if unknown:
+            raise ValueError(f"contrasts {unknown} have no modality embedding in this encoder "
+                             f"(it knows {list(self.modalities)})")
+        return torch.tensor([self.modalities.index(n) for n in names], device=device)
+
+
+def build_token_encoder(spec: EncoderSpec) -> TokenEncoder:
+    """Load ``spec`` (random weights for the ``random`` twin) as a :class:`TokenEncoder`."""
+    reference = load_encoder(spec.path)
+    if spec.name == "random":
+        torch.manual_seed(0)  # the twin is the same network whichever encoder it copies
+        reference = VisionTransformer3D(**reference.config)
+    return TokenEncoder(reference, spec.modalities)
+
+
+class ResNetClassifier(nn.Module):
+    """MONAI's ResNet50 3-D (``spatial_dims=3``) from scratch: ``batch`` -> logits ``(B, K)``."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1):
+        super().__init__()
+        from monai.networks.nets import resnet50
+
+        self.net = resnet50(spatial_dims=3, n_input_channels=in_channels, num_classes=num_classes)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.net(batch["image"])
+
+
+class EncoderClassifier(nn.Module):
+    """A :class:`TokenEncoder` and a probe head: ``batch`` -> logits ``(B, K)`` (fine-tuning)."""
+
+    def __init__(self, encoder: TokenEncoder, head: nn.Module):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.head(self.encoder(batch))
+
+
+class TokenClassifier(nn.Module):
+    """A probe head over cached tokens: ``batch["tokens"]`` ``(B, N, D)`` -> logits ``(B, K)``."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.head(batch["tokens"].float())

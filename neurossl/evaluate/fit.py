@@ -1,0 +1,180 @@
+"""The one supervised loop of downstream evaluation: probes, fine-tuning and ResNet50-3D.
+
+Every model here maps a batch dict to logits ``(B, K)``; the loop trains it with AdamW under a
+warm-up + cosine learning rate, picks the epoch with the lowest validation loss (early stopping
+with patience) and restores those weights. The test split never enters this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from neurossl.train.schedules import warmup_cosine
+
+
+class LabelledItems(Dataset):
+    """Items of ``base`` (dicts) with the class id ``y`` added: ``base[i] | {"y": y[i]}``."""
+
+    def __init__(self, base: Dataset, y: np.ndarray):
+        if len(base) != len(y):
+            raise ValueError(f"{len(base)} items but {len(y)} labels")
+        self.base, self.y = base, np.asarray(y, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.base[index], "y": int(self.y[index])}
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+
+class TokenItems(Dataset):
+    """Cached encoder tokens ``(N, T, D)`` with labels: items ``{"tokens": (T, D), "y"}``."""
+
+    def __init__(self, tokens: torch.Tensor, y: np.ndarray):
+        if len(tokens) != len(y):
+            raise ValueError(f"{len(tokens)} token sets but {len(y)} labels")
+        self.tokens, self.y = tokens, np.asarray(y, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"tokens": self.tokens[index], "y": int(self.y[index])}
+
+
+@dataclass
+class FitSettings:
+    """How :func:`fit_classifier` trains (filled from ``EvalConfig`` by the caller)."""
+
+    epochs: int
+    lr: float
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.0
+    patience: int = 20
+    batch_size: int = 8
+    num_workers: int = 0
+    seed: int = 0
+    lr_scales: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> lr factor
+    desc: str = "fit"
+
+
+def param_groups(model: nn.Module, scales: dict[str, float]) -> list[dict]:
+    """One AdamW group per lr factor; biases and norms without weight decay."""
+    groups: dict[tuple[float, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
+        decay = not (param.ndim <= 1 or "query_tokens" in name or "pos_embed" in name)
+        groups.setdefault((scale, decay), []).append(param)
+    return [{"params": p, "lr_scale": s, "weight_decay_on": d} for (s, d), p in groups.items()]
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights so a majority class cannot win by default: ``(K,)``."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(y) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def loader(dataset: Dataset, settings: FitSettings, shuffle: bool, epoch: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=settings.num_workers)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 8,
+            num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities ``(N, K)`` and labels ``(N,)`` of ``dataset`` in order."""
+    model.eval()
+    probs, labels = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+        batch = to_device(batch, device)
+        probs.append(F.softmax(model(batch).float(), dim=-1).cpu())
+        labels.append(batch["y"].cpu())
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device, weights: torch.Tensor,
+                    settings: FitSettings) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader(dataset, settings, shuffle=False):
+        batch = to_device(batch, device)
+        total += float(F.cross_entropy(model(batch).float(), batch["y"], weight=weights, reduction="sum"))
+        count += len(batch["y"])
+    return total / max(count, 1)
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
+                settings: FitSettings, epoch: int, total_steps: int, device: torch.device,
+                weights: torch.Tensor) -> float:
+    model.train()
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    batches = loader(dataset, settings, shuffle=True, epoch=epoch)
+    warmup = int(settings.warmup_epochs * len(batches))
+    losses = []
+    for i, batch in enumerate(batches):
+        step = epoch * len(batches) + i
+        lr = warmup_cosine(step, total_steps, warmup, 0.0, settings.lr, settings.lr * 1e-2)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+            group["weight_decay"] = settings.weight_decay if group["weight_decay_on"] else 0.0
+        batch = to_device(batch, device)
+        loss = F.cross_entropy(model(batch).float(), batch["y"], weight=weights)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{settings.desc}: non-finite training loss at epoch {epoch}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def fit_classifier(model: nn.Module, train: Dataset, val: Dataset, train_y: np.ndarray,
+                   num_classes: int, settings: FitSettings, device: torch.device) -> dict:
+    """Train ``model`` on ``train``, early-stop on the loss of ``val``; keeps the best weights.
+
+    Returns ``{"best_epoch", "best_val_loss", "epochs_run"}``.
+    """
+    torch.manual_seed(settings.seed)
+    model.to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, settings.lr_scales), lr=settings.lr)
+    weights = class_weights(train_y, num_classes).to(device)
+    steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    best = {"loss": math.inf, "epoch": -1, "state": None}
+    bar = tqdm(range(settings.epochs), desc=settings.desc, unit="epoch", leave=False)
+    epoch = 0
+    for epoch in bar:
+        train_loss = train_epoch(model, optimizer, train, settings, epoch, total, device, weights)
+        val_loss = validation_loss(model, val, device, weights, settings)
+        bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+        if val_loss < best["loss"] - 1e-6:
+            best = {"loss": val_loss, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+        elif epoch - best["epoch"] >= settings.patience:
+            break
+    bar.close()
+    model.load_state_dict(best["state"])
+    return {"best_epoch": best["epoch"], "best_val_loss": best["loss"], "epochs_run": epoch + 1}

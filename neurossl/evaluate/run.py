@@ -1,0 +1,176 @@
+"""Evaluate encoders on downstream tasks: frozen probes, fine-tuning, ResNet50-3D, few-shot.
+
+:class:`Evaluator` runs one (encoder, task, mode) over the task's folds and seeds and returns
+tidy metric rows (``encoder, objective, task, mode, fold, seed, metric, value``) plus one row of
+class probabilities per test scan, from which confidence intervals, paired comparisons and ROC
+curves are computed later. Frozen tokens are encoded once per encoder and reused by every task,
+fold and seed. Each fold trains on ``train``, early-stops on ``val`` and is scored on ``test``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from neurossl.config import Config
+from neurossl.data.cache import read_index
+from neurossl.data.dataset import CachedVolumeDataset
+from neurossl.evaluate.backbones import (EncoderClassifier, EncoderSpec, ResNetClassifier,
+                                         TokenClassifier, TokenEncoder, build_token_encoder)
+from neurossl.evaluate.fewshot import sample_per_class
+from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict
+from neurossl.evaluate.heads import build_head
+from neurossl.evaluate.metrics import classification_metrics
+from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
+
+MODES = ("frozen", "finetune")
+
+
+@dataclass
+class EvalOutput:
+    """Metric rows and per-scan predictions of one evaluation."""
+
+    rows: list[dict] = field(default_factory=list)
+    predictions: list[pd.DataFrame] = field(default_factory=list)
+
+    def extend(self, other: "EvalOutput") -> None:
+        self.rows += other.rows
+        self.predictions += other.predictions
+
+    def prediction_table(self) -> pd.DataFrame:
+        return pd.concat(self.predictions, ignore_index=True) if self.predictions else pd.DataFrame()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Evaluator:
+    """Runs evaluations against one cache and one split folder.
+
+    Args:
+        cfg: the resolved config (``evaluate``, ``preprocess``, ``augment`` sections are read).
+        cache_dir: the preprocessing cache of the labelled datasets.
+        splits_dir: split folder holding the tasks' downstream files (audited on every read).
+    """
+
+    def __init__(self, cfg: Config, cache_dir: str | Path, splits_dir: str | Path):
+        self.cfg, self.cache_dir, self.splits_dir = cfg, Path(cache_dir), Path(splits_dir)
+        index = read_index(cache_dir)
+        self.labels = index.set_index("scan_uid")["label"]
+        self.device = resolve_device(cfg.train.device)
+        self.tokens: dict[str, dict[str, torch.Tensor]] = {}
+
+    # ----------------------------------------------------------------- data
+    def volumes(self, frame: pd.DataFrame, train: bool, seed: int = 0) -> LabelledItems:
+        """Labelled cached volumes of ``frame``; augmented (training mode) when ``train``."""
+        base = CachedVolumeDataset(self.cache_dir, frame["scan_uid"].tolist(), train=train,
+                                   preprocess=self.cfg.preprocess, augment=self.cfg.augment, seed=seed)
+        return LabelledItems(base, frame["y"].to_numpy())
+
+    @torch.no_grad()
+    def encode(self, spec: EncoderSpec, uids: list[str]) -> None:
+        """Encode (once) the tokens ``(N, D)`` per scan of ``uids`` with the frozen encoder."""
+        cached = self.tokens.setdefault(f"{spec.name}:{spec.path}", {})
+        missing = [u for u in dict.fromkeys(uids) if u not in cached]
+        if not missing:
+            return
+        encoder = build_token_encoder(spec).to(self.device).eval()
+        data = CachedVolumeDataset(self.cache_dir, missing, train=False, preprocess=self.cfg.preprocess)
+        batches = DataLoader(data, batch_size=self.cfg.evaluate.batch_size,
+                             num_workers=self.cfg.train.num_workers)
+        for batch in tqdm(batches, desc=f"encode {spec.name}", unit="batch", leave=False):
+            tokens = encoder({**batch, "image": batch["image"].to(self.device)})
+            for uid, t in zip(batch["scan_uid"], tokens.to(torch.float16).cpu()):
+                cached[uid] = t
+
+    def token_items(self, spec: EncoderSpec, frame: pd.DataFrame) -> TokenItems:
+        cached = self.tokens[f"{spec.name}:{spec.path}"]
+        return TokenItems(torch.stack([cached[u] for u in frame["scan_uid"]]), frame["y"].to_numpy())
+
+    # ----------------------------------------------------------------- one fit
+    def settings(self, spec: EncoderSpec, mode: str, seed: int, desc: str) -> FitSettings:
+        e = self.cfg.evaluate
+        common = dict(weight_decay=e.weight_decay, warmup_epochs=e.warmup_epochs, patience=e.patience,
+                      batch_size=e.batch_size, seed=seed, desc=desc)
+        if spec.name == "resnet50":
+            return FitSettings(e.resnet_epochs, e.resnet_lr, num_workers=self.cfg.train.num_workers, **common)
+        if mode == "frozen":
+            return FitSettings(e.probe_epochs, e.head_lr, **common)
+        return FitSettings(e.finetune_epochs, e.head_lr, num_workers=self.cfg.train.num_workers,
+                           lr_scales={"encoder.": e.encoder_lr_scale}, **common)
+
+    def fit_predict(self, spec: EncoderSpec, task: Task, mode: str, parts: dict[str, pd.DataFrame],
+                    seed: int, desc: str) -> np.ndarray:
+        """Train on ``parts["train"]``, early-stop on ``val``; class probabilities of ``test``."""
+        settings = self.settings(spec, mode, seed, desc)
+        torch.manual_seed(seed)
+        e = self.cfg.evaluate
+        if spec.name == "resnet50" or mode == "finetune":
+            if spec.name == "resnet50":
+                model = ResNetClassifier(task.num_classes)
+            else:
+                encoder = build_token_encoder(spec)
+                model = EncoderClassifier(encoder, build_head(e.head, encoder.embed_dim, task.num_classes,
+                                                              encoder.num_heads, e.num_queries))
+            data = {p: self.volumes(f, train=p == "train", seed=seed) for p, f in parts.items()}
+        else:
+            self.encode(spec, [u for f in parts.values() for u in f["scan_uid"]])
+            dim = next(iter(self.tokens[f"{spec.name}:{spec.path}"].values())).shape[-1]
+            model = TokenClassifier(build_head(e.head, dim, task.num_classes, 4, e.num_queries))
+            data = {p: self.token_items(spec, f) for p, f in parts.items()}
+        fit_classifier(model, data["train"], data["val"], parts["train"]["y"].to_numpy(),
+                       task.num_classes, settings, self.device)
+        proba, _ = predict(model, data["test"], self.device, e.batch_size)
+        return proba
+
+    # ----------------------------------------------------------------- public
+    def run(self, spec: EncoderSpec, task_name: str, mode: str) -> EvalOutput:
+        """All folds and seeds of ``task_name`` for ``spec`` in ``mode`` (frozen / finetune)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        task = get_task(task_name)
+        folds = task_folds(task, self.splits_dir)
+        if self.cfg.evaluate.max_folds:
+            folds = folds[: self.cfg.evaluate.max_folds]
+        out = EvalOutput()
+        for fold in folds:
+            parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+            for seed in self.cfg.evaluate.seeds:
+                desc = f"{spec.name} {task.name} {mode} fold {fold} seed {seed}"
+                proba = self.fit_predict(spec, task, mode, parts, seed, desc)
+                out.extend(scored(spec, task, mode, fold, seed, parts["test"], proba))
+        return out
+
+    def run_fewshot(self, spec: EncoderSpec, task_name: str, shots: int, seed: int) -> EvalOutput:
+        """``shots`` labelled training volumes per class (first fold's train partition, drawn
+        with ``seed``); SSL encoders are probed frozen, ResNet50-3D trains from scratch."""
+        task = get_task(task_name)
+        fold = task_folds(task, self.splits_dir)[0]
+        parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+        parts["train"] = sample_per_class(parts["train"], shots, seed)
+        desc = f"{spec.name} {task.name} {shots}-shot seed {seed}"
+        proba = self.fit_predict(spec, task, "frozen", parts, seed, desc)
+        return scored(spec, task, f"fewshot_{shots}", fold, seed, parts["test"], proba)
+
+
+def scored(spec: EncoderSpec, task: Task, mode: str, fold: int | None, seed: int,
+           test: pd.DataFrame, proba: np.ndarray) -> EvalOutput:
+    """Metric rows and the prediction table of one fitted model on its test partition."""
+    key = {"encoder": spec.name, "objective": spec.objective, "task": task.name, "mode": mode,
+           "fold": -1 if fold is None else fold, "seed": seed}
+    y = test["y"].to_numpy()
+    metrics = classification_metrics(y, proba)
+    rows = [{**key, "metric": name, "value": value} for name, value in metrics.items()]
+    predictions = test[["subject_id", "scan_uid", "y"]].assign(**key)
+    for k in range(proba.shape[1]):
+        predictions[f"p{k}"] = proba[:, k]
+    return EvalOutput(rows, [predictions])

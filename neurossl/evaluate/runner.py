@@ -1,0 +1,77 @@
+"""``neurossl evaluate``: every (encoder, task, mode) asked for, results appended as they finish.
+
+Output folder layout:
+
+- ``results.csv``: tidy rows ``encoder, objective, task, mode, fold, seed, metric, value``,
+  appended after each (encoder, task, mode) so an interrupted batch keeps what it finished;
+- ``predictions/<encoder>__<task>__<mode>.csv``: the test predictions of that evaluation
+  (rewritten when it is rerun), read back by :mod:`neurossl.evaluate.report`.
+
+Baselines: ``random`` is the first encoder's architecture with random weights, evaluated with
+the same protocol; ``resnet50`` is MONAI's ResNet50-3D trained from scratch (listed under
+``finetune``, since all of its weights train).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from neurossl.config import Config
+from neurossl.evaluate.backbones import EncoderSpec, random_twin, resolve_encoder
+from neurossl.evaluate.run import EvalOutput, Evaluator
+from neurossl.evaluate.tables import append_results
+
+RESNET = EncoderSpec("resnet50", "none", None)
+
+
+def plan(specs: list[EncoderSpec], baselines: list[str], modes: list[str]) -> list[tuple[EncoderSpec, str]]:
+    """The (encoder, mode) pairs to run, baselines included."""
+    if "random" in baselines:
+        if not specs:
+            raise ValueError("--baseline random copies an encoder's architecture: give --encoder too")
+        specs = [*specs, random_twin(specs[0])]
+    pairs = [(spec, mode) for spec in specs for mode in modes]
+    if "resnet50" in baselines:
+        pairs.append((RESNET, "finetune"))
+    return pairs
+
+
+def save(out: EvalOutput, out_dir: Path, stem: str) -> None:
+    """Append the metric rows; (re)write this evaluation's prediction file."""
+    append_results(out_dir / "results.csv", out.rows)
+    folder = out_dir / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    out.prediction_table().to_csv(folder / f"{stem}.csv", index=False)
+
+
+def evaluate_all(cfg: Config, encoders: list[str | Path], baselines: list[str], tasks: list[str],
+                 mode: str, cache_dir: str | Path, splits_dir: str | Path, out_dir: str | Path,
+                 fewshot: bool = False) -> tuple[Path, Path]:
+    """Run the evaluations; returns ``(results.csv, predictions folder)``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = [resolve_encoder(e) for e in encoders]
+    modes = ["frozen", "finetune"] if mode == "both" else [mode]
+    tasks = tasks or list(cfg.evaluate.tasks)
+    evaluator = Evaluator(cfg, cache_dir, splits_dir)
+    jobs = [(spec, m, task) for spec, m in plan(specs, baselines, modes) for task in tasks]
+    for spec, m, task in tqdm(jobs, desc="evaluate", unit="run"):
+        save(evaluator.run(spec, task, m), out_dir, f"{spec.name}__{task}__{m}")
+    if fewshot:
+        run_fewshot(evaluator, cfg, specs, baselines, out_dir)
+    return out_dir / "results.csv", out_dir / "predictions"
+
+
+def run_fewshot(evaluator: Evaluator, cfg: Config, specs: list[EncoderSpec], baselines: list[str],
+                out_dir: Path) -> None:
+    """Few-shot curves: SSL encoders (frozen probe) and ResNet50-3D (from scratch)."""
+    e = cfg.evaluate
+    models = specs + ([RESNET] if "resnet50" in baselines else [])
+    jobs = [(spec, task, shots) for spec in models for task in e.fewshot_tasks for shots in e.fewshot_shots]
+    for spec, task, shots in tqdm(jobs, desc="few-shot", unit="curve point"):
+        out = EvalOutput()
+        for seed in e.fewshot_seeds:
+            out.extend(evaluator.run_fewshot(spec, task, shots, seed))
+        save(out, out_dir, f"{spec.name}__{task}__fewshot_{shots}")

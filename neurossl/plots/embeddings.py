@@ -1,0 +1,95 @@
+"""Scatter plots of 2-D encoder embeddings (the paper's t-SNE figure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+AXIS_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
+
+
+def _categories(values: Sequence) -> pd.Categorical:
+    """``values`` as sorted string categories, so numeric labels get a discrete palette."""
+    strings = pd.Series(np.asarray(values)).astype(str)
+    return pd.Categorical(strings, categories=sorted(strings.unique()))
+
+
+def plot_embedding(
+    coords: np.ndarray,
+    labels: Sequence,
+    hue_name: str,
+    title: str,
+    ax: Axes | None = None,
+    method: str = "tsne",
+    legend: bool = True,
+) -> Axes:
+    """Scatter of 2-D coordinates coloured by a categorical variable.
+
+    Args:
+        coords: ``(N, 2)`` embedding coordinates.
+        labels: ``(N,)`` categories used for colour (class label, dataset, ...).
+        hue_name: legend title, e.g. ``"diagnosis"``.
+        title: axes title.
+        ax: axes to draw on; a new figure when None.
+        method: ``"tsne"`` or ``"umap"``, names the axes ("t-SNE 1", "t-SNE 2").
+        legend: draw the legend (outside the axes, on the right).
+
+    Returns:
+        The axes drawn on.
+    """
+    coords = np.asarray(coords)
+    if coords.ndim != 2 or coords.shape[1] != 2 or len(coords) != len(labels):
+        raise ValueError(f"coords must be (N, 2) with N = len(labels), got {coords.shape}")
+    if ax is None:
+        ax = Figure(figsize=(5.5, 4.5), layout="constrained").subplots()
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], hue_name: _categories(labels)})
+    sns.scatterplot(
+        frame, x="x", y="y", hue=hue_name, ax=ax, s=22, alpha=0.8, linewidth=0, legend=legend
+    )
+    name = AXIS_NAMES.get(method, method)
+    ax.set(title=title, xlabel=f"{name} 1", ylabel=f"{name} 2", xticks=[], yticks=[])
+    if legend:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title=hue_name, frameon=False)
+    return ax
+
+
+def plot_embedding_grid(
+    coords_by_encoder: Mapping[str, np.ndarray],
+    labels: Sequence,
+    datasets: Sequence | None = None,
+    method: str = "tsne",
+    label_name: str = "label",
+) -> Figure:
+    """Grid of embeddings: one row per encoder, coloured by label and (if given) by dataset.
+
+    Every encoder embeds the same N samples, so the colours mean the same down a column and the
+    legend is drawn once, on the top row.
+
+    Args:
+        coords_by_encoder: encoder name -> ``(N, 2)`` coordinates (e.g.
+            ``{name: analysis.coords["tsne"] for name, analysis in analyses.items()}``).
+        labels: ``(N,)`` class labels.
+        datasets: ``(N,)`` source dataset of each sample, or None for the label column only.
+        method: ``"tsne"`` or ``"umap"``, names the axes.
+        label_name: legend title of the label column, e.g. ``"diagnosis"``.
+
+    Returns:
+        The figure.
+    """
+    if not coords_by_encoder:
+        raise ValueError("plot_embedding_grid received no encoders")
+    colourings = [(label_name, labels)] + ([("dataset", datasets)] if datasets is not None else [])
+    n_rows, n_cols = len(coords_by_encoder), len(colourings)
+    fig = Figure(figsize=(4.6 * n_cols + 1.6, 3.8 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for row, (encoder, coords) in enumerate(coords_by_encoder.items()):
+        for col, (hue_name, values) in enumerate(colourings):
+            title = f"{encoder}: by {hue_name}"
+            plot_embedding(coords, values, hue_name, title, axes[row, col], method, legend=row == 0)
+    fig.suptitle(f"{AXIS_NAMES.get(method, method)} embeddings of encoder features")
+    return fig

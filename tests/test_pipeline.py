@@ -1,0 +1,86 @@
+"""End to end through the CLI on the smoke cohort: pretrain every objective, refuse leaky splits,
+resume, evaluate with baselines and few-shot, render the report."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from neurossl.cli import main
+from neurossl.evaluate.tables import RESULT_COLUMNS, read_results
+from neurossl.models import load_encoder
+from neurossl.train.trainer import read_metrics
+
+OBJECTIVES = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+
+
+def pretrain(smoke_data, run_dir, objective, *extra):
+    argv = ["pretrain", "--objective", objective, "--profile", "smoke", "--cache", str(smoke_data / "cache"),
+            "--splits", str(smoke_data / "splits"), "--run-dir", str(run_dir), *extra]
+    if objective == "dino_mim":
+        argv += ["--set", "train.modalities=[CT]"]
+    return main(argv)
+
+
+@pytest.fixture(scope="module")
+def mae_run(smoke_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "mae"
+    assert pretrain(smoke_data, run, "mae") == 0
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_pretrain_cli_trains_and_exports_every_objective(smoke_data, tmp_path, objective):
+    assert pretrain(smoke_data, tmp_path, objective) == 0
+    records = read_metrics(tmp_path)
+    assert records[-1]["step"] == 6 and all(r["loss"] == r["loss"] for r in records)
+    sidecar = json.loads((tmp_path / "encoder.json").read_text())
+    assert sidecar["meta"]["objective"] == objective and sidecar["meta"]["steps"] == 6
+    encoder = load_encoder(tmp_path / "encoder.safetensors")
+    assert encoder.embed_dim == 48
+    assert {"config.yaml", "environment.json", "metrics.jsonl"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_pretrain_refuses_a_split_with_leakage(smoke_data, tmp_path, capsys):
+    splits = tmp_path / "splits"
+    shutil.copytree(smoke_data / "splits", splits)
+    pretrain_file = splits / "cognition_pretrain_ids.csv"
+    test_file = next(splits.glob("cognition_downstream_fold0_nc_vs_ad_test_ids.csv"))
+    leaked = pd.read_csv(pretrain_file).iloc[:1]
+    pd.concat([pd.read_csv(test_file), leaked]).to_csv(test_file, index=False)
+    argv = ["pretrain", "--objective", "mae", "--profile", "smoke", "--cache", str(smoke_data / "cache"),
+            "--splits", str(splits), "--run-dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert leaked["subject_id"].iloc[0] in err and "leak" in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_resume_continues_from_the_last_checkpoint(smoke_data, mae_run, tmp_path, capsys):
+    run = tmp_path / "mae"
+    shutil.copytree(mae_run, run)
+    assert pretrain(smoke_data, run, "mae", "--resume", "--set", "train.max_steps=8") == 0
+    assert "resumed" in capsys.readouterr().out
+    steps = [r["step"] for r in read_metrics(run)]
+    assert steps == list(range(1, 9))  # 1-6 from the first run, 7-8 after the resume
+
+
+@pytest.mark.slow
+def test_evaluate_and_report_from_the_cli(smoke_data, mae_run, tmp_path):
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--encoder", str(mae_run), "--baseline", "random", "--mode", "frozen", "--fewshot",
+            "--profile", "smoke", "--cache", str(smoke_data / "cache"), "--splits", str(smoke_data / "splits"),
+            "--out", str(out)]
+    assert main(argv) == 0
+    results = read_results(out / "results.csv")
+    assert list(results.columns) == list(RESULT_COLUMNS)
+    standard = results[results["mode"] == "frozen"]
+    # 2 encoders x (cognition: 2 folds + glioma: 1 held-out split) x 3 metrics
+    assert len(standard) == 2 * 3 * 3
+    assert set(results["mode"]) == {"frozen", "fewshot_1"}
+    assert main(["report", "--results", str(out), "--out", str(tmp_path / "tables"), "--profile", "smoke"]) == 0
+    table = (tmp_path / "tables" / "downstream_roc_auc.md").read_text()
+    assert "mae" in table and "random" in table and "±" in table
+    assert (tmp_path / "tables" / "confidence_intervals.tex").is_file()
