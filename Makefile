@@ -9,7 +9,11 @@ PROFILE ?= demo
 RUN_DIR ?= runs/$(PROFILE)
 NEUROSSL := $(BIN)/neurossl
 
-.PHONY: install demo test clean-demo
+OBJECTIVES ?= mae slmae jepa vcr_jepa simclr dino_mim moe_jepa
+FINETUNE ?= mae slmae jepa vcr_jepa
+ENCODERS = $(OBJECTIVES:%=$(RUN_DIR)/pretrain/%)
+
+.PHONY: install demo data pretrain evaluate paper test clean-demo
 
 install: $(VENV)/.installed
 
@@ -20,13 +24,42 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-demo: install
+demo: data pretrain evaluate paper
+	$(NEUROSSL) summary $(RUN_DIR) --splits splits/$(PROFILE)
+
+data: install
 	$(NEUROSSL) demo-data --out $(RUN_DIR)/cohort --profile $(PROFILE)
 	$(NEUROSSL) curate $(RUN_DIR)/cohort --report $(RUN_DIR)/curation.csv --profile $(PROFILE)
 	$(NEUROSSL) preprocess $(RUN_DIR)/cohort --curation $(RUN_DIR)/curation.csv --cache $(RUN_DIR)/cache --profile $(PROFILE)
 	$(NEUROSSL) splits make --scans $(RUN_DIR)/cohort/scans.tsv --out splits/$(PROFILE) --profile $(PROFILE)
 	$(NEUROSSL) splits audit splits/$(PROFILE)
-	$(NEUROSSL) summary $(RUN_DIR) --splits splits/$(PROFILE)
+
+# One run folder per objective; a finished run (its exported encoder) is not trained again, an
+# interrupted one resumes from its last checkpoint.
+pretrain: $(ENCODERS:%=%/encoder.safetensors)
+
+$(RUN_DIR)/pretrain/%/encoder.safetensors:
+	$(NEUROSSL) pretrain --objective $* --profile $(PROFILE) --cache $(RUN_DIR)/cache \
+	  --splits splits/$(PROFILE) --run-dir $(RUN_DIR)/pretrain/$* --resume \
+	  $(if $(wildcard configs/$(PROFILE)/$*.yaml),--config configs/$(PROFILE)/$*.yaml)
+
+# Frozen probes of every encoder and its random twin on every task, ResNet50-3D from scratch,
+# few-shot curves; fine-tuning of the FINETUNE encoders on the glioma task (CPU budget).
+evaluate: $(RUN_DIR)/eval/results.csv
+
+$(RUN_DIR)/eval/results.csv: $(ENCODERS:%=%/encoder.safetensors)
+	rm -rf $(RUN_DIR)/eval
+	$(NEUROSSL) evaluate $(ENCODERS:%=--encoder %) --baseline random --baseline resnet50 \
+	  --mode frozen --fewshot --profile $(PROFILE) --cache $(RUN_DIR)/cache \
+	  --splits splits/$(PROFILE) --out $(RUN_DIR)/eval.tmp
+	$(NEUROSSL) evaluate $(FINETUNE:%=--encoder $(RUN_DIR)/pretrain/%) --baseline random \
+	  --mode finetune --task glioma_grade2_vs_34 --profile $(PROFILE) --cache $(RUN_DIR)/cache \
+	  --splits splits/$(PROFILE) --out $(RUN_DIR)/eval.tmp
+	mv $(RUN_DIR)/eval.tmp $(RUN_DIR)/eval
+
+# The notebooks, executed headlessly: figures and tables under paper/.
+paper: install
+	$(NEUROSSL) paper --profile $(PROFILE) --data $(RUN_DIR) --splits splits/$(PROFILE)
 
 test: install
 	$(BIN)/python -m pytest -q

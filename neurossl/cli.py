@@ -126,6 +126,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+    """Execute the notebooks with papermill: regenerate the paper's figures and tables."""
+    from neurossl.paper import NotebookError, run_notebooks
+
+    data = args.data or Path("runs") / args.profile
+    splits = args.splits or Path("splits") / args.profile
+    try:
+        executed = run_notebooks(args.profile, data, args.out, splits, notebooks=args.notebook,
+                                 device=args.device, objectives=args.objective)
+    except NotebookError as exc:
+        print(f"neurossl paper: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(executed)} notebook(s) executed into {executed[0].parent}; "
+          f"figures and tables in {args.out}")
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print what the data stages of a run folder hold."""
     from neurossl.summary import summarize_run
@@ -212,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for the tables")
     _add_config_options(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("paper", help="run the notebooks (papermill): paper figures and tables")
+    p.add_argument("--profile", default="demo", choices=["smoke", "demo", "paper"],
+                   help="settings the notebooks load (default demo)")
+    p.add_argument("--data", type=Path, help="run folder (default: runs/<profile>)")
+    p.add_argument("--out", type=Path, default=Path("paper"),
+                   help="folder for figures/ and tables/ (default: paper)")
+    p.add_argument("--splits", type=Path, help="split folder (default: splits/<profile>)")
+    p.add_argument("--notebook", action="append", metavar="NAME",
+                   help="run only this notebook, e.g. 02 or 02_pretraining (repeatable)")
+    p.add_argument("--objective", action="append", metavar="NAME",
+                   help="pretraining objectives to run and show (repeatable; default: all)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_paper)
 
     p = sub.add_parser("summary", help="summarise the data stages of a run folder")
     p.add_argument("run_dir", type=Path, help="run folder (cohort/, curation.csv, cache/)")

@@ -116,7 +116,7 @@ class Evaluator:
         e = self.cfg.evaluate
         if spec.name == "resnet50" or mode == "finetune":
             if spec.name == "resnet50":
-                model = ResNetClassifier(task.num_classes)
+                model = ResNetClassifier(task.num_classes, input_size=e.resnet_input_size)
             else:
                 encoder = build_token_encoder(spec)
                 model = EncoderClassifier(encoder, build_head(e.head, encoder.embed_dim, task.num_classes,

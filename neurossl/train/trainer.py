@@ -200,11 +200,14 @@ class Trainer:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The JSONL metrics log of a run as a list of records."""
+    """The JSONL metrics log of a run, one record per step in step order."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # a run resumed from a checkpoint re-logs the steps after it: the later record wins
+    by_step = {r["step"]: r for r in records}
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def loss_fell(records: list[dict], key: str = "loss", window: int = 3) -> bool:

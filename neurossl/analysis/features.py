@@ -1,0 +1,104 @@
+"""Encoder features of downstream scans for embedding and clustering analyses.
+
+:func:`downstream_scans` lists every scan of the downstream partitions of a split folder with its
+label; :func:`pooled_features` encodes them with a frozen encoder (a pretraining run, an
+``encoder.safetensors`` or an :class:`~neurossl.evaluate.backbones.EncoderSpec` such as the
+random twin) and mean-pools the final tokens, as the paper's t-SNE analysis does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from neurossl.config import PreprocessConfig
+from neurossl.data.cache import read_index
+from neurossl.data.dataset import CachedVolumeDataset
+from neurossl.data.split_files import read_splits
+from neurossl.evaluate.backbones import EncoderSpec, build_token_encoder, resolve_encoder
+
+SCAN_COLUMNS = ["scan_uid", "subject_id", "dataset", "label", "modality"]
+
+
+def downstream_scans(cache_dir: str | Path, splits_dir: str | Path) -> pd.DataFrame:
+    """Every cached scan of the downstream (non-``pretrain``) partitions, once.
+
+    Returns:
+        Columns ``scan_uid, subject_id, dataset, label, modality``, sorted by dataset and scan.
+    """
+    splits = read_splits(splits_dir)
+    uids = set(splits.loc[splits["partition"] != "pretrain", "scan_uid"])
+    index = read_index(cache_dir)
+    scans = index[(index["status"] == "ok") & index["scan_uid"].isin(uids)]
+    if scans.empty:
+        raise ValueError(f"no cached scans of {cache_dir} in the downstream partitions of {splits_dir}")
+    scans = scans[SCAN_COLUMNS].astype(str).drop_duplicates("scan_uid")
+    return scans.sort_values(["dataset", "scan_uid"]).reset_index(drop=True)
+
+
+@torch.no_grad()
+def pooled_features(
+    encoder: str | Path | EncoderSpec,
+    cache_dir: str | Path,
+    scan_uids: list[str],
+    preprocess_cfg: PreprocessConfig,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Mean of the final tokens of a frozen encoder for each scan (evaluation-mode items).
+
+    Args:
+        encoder: run folder, ``encoder.safetensors`` or an ``EncoderSpec`` (e.g. ``random_twin``).
+        cache_dir: preprocessing cache holding ``scan_uids``.
+        scan_uids: scans to encode, in the order of the returned rows.
+        preprocess_cfg: the ``preprocess`` section the cache was built with.
+        batch_size: volumes per forward pass.
+        device: where the encoder runs.
+
+    Returns:
+        ``(N, embed_dim)`` float32 features.
+    """
+    spec = encoder if isinstance(encoder, EncoderSpec) else resolve_encoder(encoder)
+    model = build_token_encoder(spec).to(device).eval()
+    data = CachedVolumeDataset(cache_dir, list(scan_uids), train=False, preprocess=preprocess_cfg)
+    features = []
+    for batch in tqdm(DataLoader(data, batch_size=batch_size), desc=f"features {spec.name}",
+                      unit="batch", leave=False):
+        tokens = model({**batch, "image": batch["image"].to(device)})  # (B, N, D)
+        features.append(tokens.mean(dim=1).float().cpu())
+    return torch.cat(features).numpy()
+
+
+def pretraining_runs(profile: str, objectives: list[str], data_dir: str | Path, splits_dir: str | Path,
+                     run_missing: bool = True, device: str = "auto") -> dict[str, Path]:
+    """The run folders ``data_dir/pretrain/<objective>``, pretraining the missing ones if asked.
+
+    A run counts as present when it holds ``encoder.safetensors``. A missing one is pretrained
+    with ``profile``'s settings (DINO + MIM on the CT scans, as FM-CT) when ``run_missing``;
+    otherwise FileNotFoundError names it and the command that makes it.
+    """
+    from neurossl.config import load_config
+    from neurossl.train.pretrain import pretrain
+
+    data_dir = Path(data_dir)
+    runs = {name: data_dir / "pretrain" / name for name in objectives}
+    for name, run_dir in runs.items():
+        if (run_dir / "encoder.safetensors").is_file():
+            continue
+        if not run_missing:
+            raise FileNotFoundError(
+                f"no pretraining run {run_dir} (encoder.safetensors missing); run notebook 02, or "
+                f"`neurossl pretrain --objective {name} --profile {profile} --cache {data_dir / 'cache'} "
+                f"--splits {splits_dir} --run-dir {run_dir}`, or set run_missing=True")
+        cfg = load_config(profile)
+        cfg.objective.name = name
+        cfg.train.device = device
+        if name == "dino_mim":
+            cfg.train.modalities = ("CT",)
+        pretrain(cfg, data_dir / "cache", splits_dir, run_dir)
+    return runs

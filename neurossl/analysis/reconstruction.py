@@ -1,0 +1,85 @@
+"""What an MAE / SL-MAE run reconstructs: input, mask, decoder output and mosaic of one volume.
+
+A pretraining run folder holds the resolved ``config.yaml`` and ``checkpoints/last.pt`` with the
+state of the whole objective (encoder *and* decoder), so the decoder that the exported encoder
+leaves behind can be rebuilt. :func:`reconstruct` draws one of the run's own masks (its
+masking settings, a seeded generator) and returns numpy volumes ready for slice figures and
+:func:`neurossl.analysis.spectrum.reconstruction_spectra`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurossl.config import load_config, read_yaml
+from neurossl.masks import indices_to_mask
+from neurossl.models import patchify, unpatchify
+from neurossl.objectives import build_objective
+from neurossl.objectives.mae import MAE
+from neurossl.train.checkpoint import load_checkpoint
+
+RECONSTRUCTING = ("mae", "slmae")
+
+
+def load_mae(run_dir: str | Path, input_shape: tuple[int, int, int, int]) -> MAE:
+    """The MAE / SL-MAE objective of ``run_dir`` with its last checkpoint's weights, in eval mode.
+
+    Args:
+        run_dir: pretraining run folder (``config.yaml``, ``checkpoints/last.pt``).
+        input_shape: ``(C, D, H, W)`` of the volumes the run was trained on.
+
+    Raises:
+        FileNotFoundError: no ``config.yaml`` or no ``checkpoints/last.pt`` in ``run_dir``.
+        ValueError: the run's objective does not reconstruct voxels (not mae / slmae).
+    """
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml; is this a pretraining run folder?")
+    cfg = load_config(read_yaml(config_file).get("profile", "demo"), path=config_file)
+    if cfg.objective.name not in RECONSTRUCTING:
+        raise ValueError(f"{run_dir}: objective '{cfg.objective.name}' has no pixel decoder; "
+                         f"reconstructions need one of {', '.join(RECONSTRUCTING)}")
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{run_dir}: no checkpoints/last.pt (the decoder is only saved in "
+                                "training checkpoints, not in encoder.safetensors)")
+    objective = build_objective(cfg, input_shape)
+    objective.load_state_dict(load_checkpoint(checkpoint)["objective"])
+    return objective.eval()
+
+
+@torch.no_grad()
+def reconstruct(run_dir: str | Path, image: torch.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+    """Mask one volume with the run's masking, reconstruct it, and return the pieces.
+
+    Args:
+        run_dir: an MAE or SL-MAE pretraining run folder.
+        image: ``(C, D, H, W)`` volume, e.g. ``CachedVolumeDataset(..., train=False)[i]["image"]``.
+        seed: seed of the mask draw (same seed, same mask for every run of the same grid).
+
+    Returns:
+        ``{"input", "mask", "reconstruction", "mosaic"}``, each ``(D, H, W)`` (first channel):
+        the input; True at voxels of masked tubelets; the decoder's output for every tubelet;
+        visible tubelets from the input and masked ones from the decoder.
+    """
+    if image.ndim != 4:
+        raise ValueError(f"image must be (C, D, H, W), got shape {tuple(image.shape)}")
+    objective = load_mae(run_dir, tuple(image.shape))
+    student = objective.student
+    images = image[None].float()
+    keep, masked = objective.masks(1, generator=torch.Generator().manual_seed(seed))
+    pred = objective.reconstruct(images, keep)
+    shape = (student.grid_size, student.tubelet_size, student.patch_size)
+    num_tokens = pred.shape[1]
+    token_mask = indices_to_mask(masked, num_tokens)  # (1, N)
+    voxel_mask = token_mask[..., None].expand(-1, -1, patchify(images, *shape[1:]).shape[-1])
+    return {
+        "input": image[0].float().numpy(),
+        "mask": unpatchify(voxel_mask.float(), *shape)[0, 0].numpy() > 0.5,
+        "reconstruction": unpatchify(pred, *shape)[0, 0].numpy(),
+        "mosaic": objective.mosaic(images, pred, masked)[0, 0].numpy(),
+    }

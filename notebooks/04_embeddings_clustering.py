@@ -1,0 +1,161 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Embeddings and clustering
+#
+# What do the encoders' features look like before any label is used? Every scan of the
+# downstream partitions is encoded by each frozen encoder and by the random twin (the same ViT
+# with random weights); the final tokens are mean-pooled into one vector per scan. The paper
+# then asks two questions, answered here per dataset with that dataset's own diagnostic labels:
+#
+# - **silhouette** of the true labels: do scans of the same class sit closer together than scans
+#   of different classes (−1 to 1; 0 = no structure)?
+# - **NMI** between k-means clusters (k = number of classes) and the labels: does unsupervised
+#   clustering recover the diagnosis (0 to 1)?
+#
+# Both are computed in the raw feature space and in 2-D t-SNE and UMAP projections. The scatter
+# plots show the projections of all downstream scans together, coloured by label and by dataset.
+#
+# On the demo cohort a dataset holds tens of scans, several contrasts per subject and a weak
+# synthetic disease signal, so the scores are noisy and small; a contrast (T1w vs FLAIR)
+# separates scans far more than a diagnosis does, which the "by dataset" panels make visible.
+
+# %% tags=["parameters"]
+profile = "demo"          # smoke | demo | paper
+data_dir = "runs/demo"    # cohort/, curation.csv, cache/, pretrain/<objective>/, eval/
+splits_dir = "splits/demo"
+figures_dir = "paper/figures"
+tables_dir = "paper/tables"
+device = "auto"
+objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
+
+# %%
+# %matplotlib inline
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Markdown, display
+from matplotlib.figure import Figure
+from threadpoolctl import threadpool_limits
+
+from neurossl.analysis.embeddings import analyse_encoders, clustering_table
+from neurossl.analysis.features import downstream_scans, pooled_features, pretraining_runs
+from neurossl.config import load_config
+from neurossl.evaluate.backbones import random_twin, resolve_encoder
+from neurossl.evaluate.run import resolve_device
+from neurossl.evaluate.tables import write_table
+from neurossl.plots.embeddings import plot_embedding, plot_embedding_grid
+from neurossl.plots.style import save_figure, set_theme
+
+set_theme()
+data_dir, splits_dir = Path(data_dir), Path(splits_dir)
+figures_dir, tables_dir = Path(figures_dir), Path(tables_dir)
+cache_dir = data_dir / "cache"
+cfg = load_config(profile)
+
+# %% [markdown]
+# ## Features of every downstream scan
+#
+# Evaluation-mode items (no augmentation, fixed slice axis and centre crop), so the features are
+# deterministic. The random twin copies the architecture of the first encoder listed.
+
+# %%
+runs = pretraining_runs(profile, objectives, data_dir, splits_dir, run_missing, device)
+scans = downstream_scans(cache_dir, splits_dir)
+encoders = {name: resolve_encoder(run) for name, run in runs.items()}
+encoders["random"] = random_twin(encoders[objectives[0]])
+features = {name: pooled_features(spec, cache_dir, scans["scan_uid"].tolist(), cfg.preprocess,
+                                  batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
+            for name, spec in encoders.items()}
+scans.groupby(["dataset", "modality", "label"]).size().unstack(fill_value=0)
+
+# %% [markdown]
+# The table counts the scans per dataset, contrast and label that enter the analysis.
+#
+# ## Clustering scores per dataset
+#
+# For each dataset, every encoder's features of that dataset's scans are scored against its
+# labels (silhouette and NMI in the raw space, and after t-SNE and UMAP). An SSL encoder helps
+# only where it beats the random twin's row.
+
+# %%
+analyses, frames = {}, []
+with threadpool_limits(1):  # t-SNE / UMAP / k-means threads only thrash on a shared CPU
+    for dataset, rows in scans.groupby("dataset", sort=True):
+        if rows["label"].nunique() < 2:
+            continue
+        by_encoder = {name: (f[rows.index], rows["label"].to_numpy()) for name, f in features.items()}
+        analyses[dataset] = analyse_encoders(by_encoder)
+        frames.append(clustering_table(analyses[dataset]).assign(dataset=dataset))
+    all_scans = analyse_encoders({name: (f, scans["dataset"].to_numpy()) for name, f in features.items()})
+scores = pd.concat(frames, ignore_index=True)
+table = scores.pivot_table(index=["dataset", "encoder"], columns="space",
+                           values=["silhouette", "nmi"], sort=False)
+table = table.reindex(columns=["raw", "tsne", "umap"], level=1)
+table.columns = [f"{metric} ({space})" for metric, space in table.columns]
+table = table.round(3).reset_index(level="encoder")
+write_table(table, tables_dir / "tab04_clustering")
+display(Markdown(table.to_markdown()))
+
+# %%
+raw = scores[scores["space"] == "raw"].set_index(["dataset", "encoder"])["nmi"]
+lines = []
+for dataset, nmi in raw.groupby(level="dataset"):
+    nmi = nmi.droplevel("dataset")
+    ssl = nmi.drop("random")
+    lines.append(f"- **{dataset}**: raw-space NMI of the SSL encoders {ssl.min():.3f}–{ssl.max():.3f} "
+                 f"(best `{ssl.idxmax()}`), random twin {nmi['random']:.3f}.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## 2-D embeddings of all downstream scans
+#
+# Rows are encoders (the random twin last), columns colour the same points by diagnostic label
+# and by dataset. Labels of different datasets are different classes (NC/MCI/AD, glioma grades,
+# ASD/TD). Clusters that follow the dataset colouring but not the label colouring mean the
+# features encode acquisition and anatomy more than disease.
+
+# %%
+labels, datasets = scans["label"].to_numpy(), scans["dataset"].to_numpy()
+for method in ("tsne", "umap"):
+    coords = {name: a.coords[method] for name, a in all_scans.items()}
+    fig = plot_embedding_grid(coords, labels, datasets, method=method, label_name="label")
+    save_figure(fig, figures_dir / f"fig04_{method}_all")
+    display(fig)
+
+# %% [markdown]
+# ## Per-dataset t-SNE, coloured by label
+#
+# The projections behind the per-dataset scores above: one column per dataset, one row per
+# encoder, each dataset embedded on its own.
+
+# %%
+fig = Figure(figsize=(4.6 * len(analyses) + 1.5, 3.6 * len(features)), layout="constrained")
+axes = fig.subplots(len(features), len(analyses), squeeze=False)
+for col, (dataset, analysis) in enumerate(analyses.items()):
+    labels_of = scans.loc[scans["dataset"] == dataset, "label"].to_numpy()
+    for row, (name, result) in enumerate(analysis.items()):
+        plot_embedding(result.coords["tsne"], labels_of, "label", f"{dataset}: {name}", axes[row, col],
+                       method="tsne", legend=row == 0)
+fig.suptitle("t-SNE per dataset, coloured by diagnostic label")
+save_figure(fig, figures_dir / "fig04_tsne_per_dataset")
+fig
+
+# %% [markdown]
+# With a handful of scans per class, silhouettes and NMIs near zero are the expected outcome on
+# the demo cohort for every encoder, pretrained or random; the paper's separations need its full
+# cohorts.
