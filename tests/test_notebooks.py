@@ -49,7 +49,7 @@ def test_unknown_notebook_name_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_smoke_run_of_every_notebook(smoke_data, tmp_path):
+def test_smoke_run_of_every_notebook(smoke_data, smoke_eval, tmp_path):
     data = tmp_path / "run"
     shutil.copytree(smoke_data, data)
     out = tmp_path / "paper"

@@ -12,7 +12,7 @@ from neurossl.evaluate.tables import RESULT_COLUMNS, read_results
 from neurossl.models import load_encoder
 from neurossl.train.trainer import read_metrics
 
-OBJECTIVES = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+OBJECTIVES = ["vcr_jepa", "simclr", "dino_mim", "moe_jepa"]  # mae, slmae, jepa: conftest's smoke_runs
 
 
 def pretrain(smoke_data, run_dir, objective, *extra):
@@ -23,24 +23,26 @@ def pretrain(smoke_data, run_dir, objective, *extra):
     return main(argv)
 
 
-@pytest.fixture(scope="module")
-def mae_run(smoke_data, tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "mae"
-    assert pretrain(smoke_data, run, "mae") == 0
-    return run
+def check_run(run_dir, objective):
+    records = read_metrics(run_dir)
+    assert records[-1]["step"] == 6 and all(r["loss"] == r["loss"] for r in records)
+    sidecar = json.loads((run_dir / "encoder.json").read_text())
+    assert sidecar["meta"]["objective"] == objective and sidecar["meta"]["steps"] == 6
+    encoder = load_encoder(run_dir / "encoder.safetensors")
+    assert encoder.embed_dim == 48
+    assert {"config.yaml", "environment.json", "metrics.jsonl"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_session_runs_trained_and_exported(smoke_runs):
+    for objective, run in smoke_runs.items():
+        check_run(run, objective)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_pretrain_cli_trains_and_exports_every_objective(smoke_data, tmp_path, objective):
     assert pretrain(smoke_data, tmp_path, objective) == 0
-    records = read_metrics(tmp_path)
-    assert records[-1]["step"] == 6 and all(r["loss"] == r["loss"] for r in records)
-    sidecar = json.loads((tmp_path / "encoder.json").read_text())
-    assert sidecar["meta"]["objective"] == objective and sidecar["meta"]["steps"] == 6
-    encoder = load_encoder(tmp_path / "encoder.safetensors")
-    assert encoder.embed_dim == 48
-    assert {"config.yaml", "environment.json", "metrics.jsonl"} <= {p.name for p in tmp_path.iterdir()}
+    check_run(tmp_path, objective)
 
 
 def test_pretrain_refuses_a_split_with_leakage(smoke_data, tmp_path, capsys):
@@ -58,27 +60,22 @@ def test_pretrain_refuses_a_split_with_leakage(smoke_data, tmp_path, capsys):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_resume_continues_from_the_last_checkpoint(smoke_data, mae_run, tmp_path, capsys):
+def test_resume_continues_from_the_last_checkpoint(smoke_data, smoke_runs, tmp_path, capsys):
     run = tmp_path / "mae"
-    shutil.copytree(mae_run, run)
+    shutil.copytree(smoke_runs["mae"], run)
     assert pretrain(smoke_data, run, "mae", "--resume", "--set", "train.max_steps=8") == 0
     assert "resumed" in capsys.readouterr().out
     steps = [r["step"] for r in read_metrics(run)]
     assert steps == list(range(1, 9))  # 1-6 from the first run, 7-8 after the resume
 
 
-@pytest.mark.slow
-def test_evaluate_and_report_from_the_cli(smoke_data, mae_run, tmp_path):
-    out = tmp_path / "eval"
-    argv = ["evaluate", "--encoder", str(mae_run), "--baseline", "random", "--mode", "frozen", "--fewshot",
-            "--profile", "smoke", "--cache", str(smoke_data / "cache"), "--splits", str(smoke_data / "splits"),
-            "--out", str(out)]
-    assert main(argv) == 0
+def test_evaluate_and_report_from_the_cli(smoke_eval, tmp_path):
+    out = smoke_eval
     results = read_results(out / "results.csv")
     assert list(results.columns) == list(RESULT_COLUMNS)
     standard = results[results["mode"] == "frozen"]
-    # 2 encoders x (cognition: 2 folds + glioma: 1 held-out split) x 3 metrics
-    assert len(standard) == 2 * 3 * 3
+    # 4 encoders (mae, slmae, jepa, random) x (cognition: 2 folds + glioma: 1 split) x 3 metrics
+    assert len(standard) == 4 * 3 * 3
     assert set(results["mode"]) == {"frozen", "fewshot_1"}
     assert main(["report", "--results", str(out), "--out", str(tmp_path / "tables"), "--profile", "smoke"]) == 0
     table = (tmp_path / "tables" / "downstream_roc_auc.md").read_text()

@@ -8,7 +8,6 @@ import pytest
 
 from neurossl.analysis.features import downstream_scans, pooled_features
 from neurossl.analysis.reconstruction import reconstruct
-from neurossl.cli import main
 from neurossl.config import load_config
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import random_twin, resolve_encoder
@@ -18,13 +17,9 @@ from neurossl.plots.style import save_figure
 
 
 @pytest.fixture(scope="module")
-def mae_run(smoke_data, tmp_path_factory) -> Path:
-    """A 6-step MAE run on the smoke cohort."""
-    run_dir = tmp_path_factory.mktemp("runs") / "mae"
-    argv = ["pretrain", "--objective", "mae", "--profile", "smoke", "--cache", str(smoke_data / "cache"),
-            "--splits", str(smoke_data / "splits"), "--run-dir", str(run_dir)]
-    assert main(argv) == 0
-    return run_dir
+def mae_run(smoke_runs) -> Path:
+    """The session's 6-step MAE run on the smoke cohort."""
+    return smoke_runs["mae"]
 
 
 @pytest.fixture(scope="module")
