@@ -34,6 +34,7 @@ objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jep
 run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
 
 # %%
+# %matplotlib inline
 import json
 from pathlib import Path
 

@@ -35,6 +35,7 @@ objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jep
 run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
 
 # %%
+# %matplotlib inline
 import time
 from pathlib import Path
 

@@ -126,8 +126,11 @@ for name, text in tables.items():
 # the dotted black line ResNet50-3D.
 
 # %%
-tasks = list(dict.fromkeys(predictions.loc[predictions["mode"] == "finetune", "task"]))
 for mode in ("frozen", "finetune"):
+    tasks = list(dict.fromkeys(predictions.loc[predictions["mode"] == mode, "task"]))
+    if not tasks:
+        print(f"no {mode} predictions: no ROC figure for this mode")
+        continue
     fig = plot_roc_curves(predictions, tasks, mode)
     save_figure(fig, figures_dir / f"fig03_roc_{mode}")
     display(fig)
