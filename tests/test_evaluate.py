@@ -1,0 +1,135 @@
+"""Downstream evaluation: probe heads, few-shot sampling, task labels, fold and subject isolation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neurossl.config import load_config
+from neurossl.data.cache import read_index
+from neurossl.data.split_files import read_splits
+from neurossl.evaluate import run as run_module
+from neurossl.evaluate.backbones import random_twin, resolve_encoder
+from neurossl.evaluate.fewshot import sample_per_class
+from neurossl.evaluate.fit import class_weights
+from neurossl.evaluate.heads import AttentiveProbe, LinearProbe, build_head
+from neurossl.evaluate.run import Evaluator
+from neurossl.evaluate.tasks import TASKS, fold_partitions, get_task, labelled, task_folds
+
+
+def test_heads_map_tokens_to_logits_and_ignore_token_order():
+    torch.manual_seed(0)
+    tokens = torch.randn(3, 20, 16)
+    perm = torch.randperm(20)
+    for head in (AttentiveProbe(16, 4, num_heads=4, num_queries=2), LinearProbe(16, 4)):
+        head.eval()
+        logits = head(tokens)
+        assert logits.shape == (3, 4)
+        # both pool over tokens: position information is in the tokens, not in their order
+        torch.testing.assert_close(head(tokens[:, perm]), logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown probe head"):
+        build_head("mlp", 16, 2)
+
+
+def test_attentive_probe_can_single_out_one_token():
+    # a query attends to the token that matches it; mean pooling dilutes the same signal 20x
+    probe = AttentiveProbe(8, 2, num_heads=1)
+    tokens = torch.zeros(1, 20, 8)
+    tokens[0, 7] = 5.0
+    with torch.no_grad():
+        probe.query_tokens.copy_(torch.full((1, 1, 8), 5.0))
+        probe.attn.q.weight.copy_(torch.eye(8))
+        probe.attn.kv.weight[:8].copy_(torch.eye(8))
+        probe.attn.q.bias.zero_()
+        probe.attn.kv.bias.zero_()
+        probe.norm1 = torch.nn.Identity()
+    queries = probe.query_tokens
+    weights = torch.softmax(probe.attn.q(queries) @ probe.attn.kv(tokens)[..., :8].transpose(1, 2), -1)
+    assert weights[0, 0, 7] > 0.99
+
+
+def frame(counts: dict[int, list[int]]) -> pd.DataFrame:
+    """rows: class -> scans per subject."""
+    rows = []
+    for label, scans in counts.items():
+        for s, n in enumerate(scans):
+            rows += [{"subject_id": f"s{label}_{s}", "scan_uid": f"s{label}_{s}_v{v}", "y": label}
+                     for v in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_fewshot_draws_k_per_class_distinct_subjects_first():
+    data = frame({0: [3, 3, 3, 3], 1: [1] * 10})
+    picked = sample_per_class(data, 4, seed=0)
+    assert picked.groupby("y").size().to_dict() == {0: 4, 1: 4}
+    assert picked[picked["y"] == 0]["subject_id"].nunique() == 4  # one visit of each subject
+    assert picked.equals(sample_per_class(data, 4, seed=0))
+    assert not picked.equals(sample_per_class(data, 4, seed=1))
+    five = sample_per_class(data, 5, seed=0)  # 4 subjects: the fifth draw is a second visit
+    assert five[five["y"] == 0]["subject_id"].nunique() == 4
+    with pytest.raises(ValueError, match="class 1 has 10 training volumes, fewer than 11"):
+        sample_per_class(data, 11, seed=0)
+
+
+def test_class_weights_balance_classes():
+    weights = class_weights(np.array([0, 0, 0, 1]), 2)
+    assert weights.tolist() == pytest.approx([4 / 6, 2.0])
+
+
+def test_labels_outside_the_task_are_an_error():
+    task = get_task("cognition_nc_vs_ad")
+    rows = pd.DataFrame({"subject_id": ["a", "b"], "scan_uid": ["a1", "b1"]})
+    labels = pd.Series({"a1": "NC", "b1": "MCI"})
+    with pytest.raises(ValueError, match="no label of task cognition_nc_vs_ad .*MCI"):
+        labelled(rows, labels, task, "here")
+    assert labelled(rows.iloc[:1], labels, task, "here")["y"].tolist() == [0]
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("cognition_nc_vs_everything")
+
+
+def test_folds_keep_subjects_apart_and_cover_the_downstream_pool(smoke_data):
+    labels = read_index(smoke_data / "cache").set_index("scan_uid")["label"]
+    splits = read_splits(smoke_data / "splits")
+    for task in TASKS.values():
+        folds = task_folds(task, smoke_data / "splits")
+        tested = []
+        for fold in folds:
+            parts = fold_partitions(task, smoke_data / "splits", fold, labels)
+            subjects = {p: set(f["subject_id"]) for p, f in parts.items()}
+            assert not subjects["train"] & subjects["test"] and not subjects["val"] & subjects["test"]
+            assert not subjects["train"] & subjects["val"]
+            tested += list(subjects["test"])
+        if folds != [None]:  # cross-validation: every downstream subject is tested exactly once
+            pool = splits[(splits["dataset"] == task.dataset) & (splits["task"] == task.split_task)]
+            assert sorted(tested) == sorted(pool["subject_id"].unique())
+
+
+def test_no_test_subject_reaches_training_or_early_stopping(smoke_data, smoke_runs, monkeypatch):
+    """Spy on the fitting step: the scans it trains and early-stops on never include a test subject."""
+    seen = []
+
+    def spy(model, train, val, train_y, num_classes, settings, device):
+        seen.append((set(train_frames[-1]["subject_id"]), set(val_frames[-1]["subject_id"])))
+        return {}
+
+    train_frames, val_frames, test_frames = [], [], []
+    original = Evaluator.fit_predict
+
+    def recording(self, spec, task, mode, parts, seed, desc):
+        train_frames.append(parts["train"])
+        val_frames.append(parts["val"])
+        test_frames.append(parts["test"])
+        return original(self, spec, task, mode, parts, seed, desc)
+
+    monkeypatch.setattr(run_module, "fit_classifier", spy)
+    monkeypatch.setattr(Evaluator, "fit_predict", recording)
+    cfg = load_config("smoke")
+    evaluator = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits")
+    spec = resolve_encoder(smoke_runs["mae"])
+    out = evaluator.run(spec, "cognition_nc_vs_ad", "frozen")
+    out.extend(evaluator.run(random_twin(spec), "glioma_multiclass", "frozen"))
+    assert len(seen) == len(test_frames) == 3
+    for (train, val), test in zip(seen, test_frames):
+        assert not (train | val) & set(test["subject_id"])
+    predictions = out.prediction_table()
+    assert set(predictions["scan_uid"]) == set(pd.concat(test_frames)["scan_uid"])
