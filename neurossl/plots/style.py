@@ -38,6 +38,8 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
+    # no creation dates or software versions inside: a rerun rewrites identical files
+    metadata = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata[path.suffix[1:]])
     return paths
