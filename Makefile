@@ -48,7 +48,7 @@ $(RUN_DIR)/pretrain/%/encoder.safetensors:
 evaluate: $(RUN_DIR)/eval/results.csv
 
 $(RUN_DIR)/eval/results.csv: $(ENCODERS:%=%/encoder.safetensors)
-	rm -rf $(RUN_DIR)/eval
+	rm -rf $(RUN_DIR)/eval $(RUN_DIR)/eval.tmp
 	$(NEUROSSL) evaluate $(ENCODERS:%=--encoder %) --baseline random --baseline resnet50 \
 	  --mode frozen --fewshot --profile $(PROFILE) --cache $(RUN_DIR)/cache \
 	  --splits splits/$(PROFILE) --out $(RUN_DIR)/eval.tmp

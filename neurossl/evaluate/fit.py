@@ -96,8 +96,10 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 def loader(dataset: Dataset, settings: FitSettings, shuffle: bool, epoch: int = 0) -> DataLoader:
     generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+    # a training batch of one volume breaks BatchNorm (ResNet50-3D): drop such a remainder
+    drop_last = shuffle and len(dataset) % settings.batch_size == 1 and len(dataset) > 1
     return DataLoader(dataset, batch_size=settings.batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=settings.num_workers)
+                      num_workers=settings.num_workers, drop_last=drop_last)
 
 
 @torch.no_grad()
