@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-NOT_LOSSES = {"step", "epoch", "lr", "wd", "volumes_per_s"}
+NOT_LOSSES = {"step", "epoch", "lr", "wd", "volumes_per_s", "grad_norm"}
 MONITOR_SUFFIXES = ("_std", "_rank")
 
 
