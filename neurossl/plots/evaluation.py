@@ -133,7 +133,8 @@ def plot_fewshot(results: pd.DataFrame, metric: str = "roc_auc") -> Figure:
         if metric == "roc_auc":
             ax.axhline(0.5, color="0.6", lw=1, label="chance")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize="small")
-    fig.suptitle("Few-shot learning: frozen SSL encoders vs ResNet50-3D from scratch")
+    baseline = " vs ResNet50-3D from scratch" if "resnet50" in set(summary["encoder"]) else ""
+    fig.suptitle(f"Few-shot learning: frozen SSL encoders{baseline}")
     return fig
 
 
