@@ -6,6 +6,11 @@ volume is standardised, ``x' = (x - mean) / (std + 1e-6)`` (unbiased std over D,
 ``|f| / max|f| >= cutoff``; the loss is the mean over all B x D x H x W elements of
 ``(log1p(|F_rec| + eps) - log1p(|F_gt| + eps))^2``, so the zeroed low frequencies count in the
 denominator; channels are averaged.
+
+The spectra of real volumes are Hermitian (``|F(-f)| = |F(f)|``) and the high-pass mask is
+symmetric, so the loss is computed on the half spectrum of ``rfftn``, each bin counted as often
+as it appears in the full ``fftn`` spectrum: the same value for half the FFT and element-wise
+work (SL-MAE pays this cost on every spectral step).
 """
 
 from __future__ import annotations
@@ -42,6 +47,19 @@ def high_pass_mask(
     return radius / radius.max().clamp_min(torch.finfo(torch.float64).tiny) >= cutoff
 
 
+def half_spectrum_multiplicity(width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """How often each ``rfft`` bin of the last axis appears in the full spectrum: ``(W // 2 + 1,)``.
+
+    Bin 0 (and, for even ``W``, the Nyquist bin) is its own mirror; every other bin stands for
+    itself and its conjugate.
+    """
+    counts = torch.full((width // 2 + 1,), 2.0, device=device)
+    counts[0] = 1.0
+    if width % 2 == 0:
+        counts[-1] = 1.0
+    return counts
+
+
 def standardize_volumes(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """``(x - mean) / (std + eps)`` over the last three axes; unbiased std as in the official code."""
     dims = (-3, -2, -1)
@@ -74,12 +92,15 @@ def spectral_loss(
     # FFTs of half-precision inputs are either unsupported or too coarse for log-spectra.
     if recon.dtype not in (torch.float32, torch.float64):
         recon, target = recon.float(), target.float()
-    keep = high_pass_mask(recon.shape[-3:], cutoff, device=recon.device)
+    d, h, w = recon.shape[-3:]
+    # fftn order: the first W // 2 + 1 bins of the last axis are rfftn's (|f| is the same).
+    keep = high_pass_mask((d, h, w), cutoff, device=recon.device)[..., : w // 2 + 1]
     dims = (-3, -2, -1)
-    mag_rec = torch.fft.fftn(standardize_volumes(recon), dim=dims).abs() * keep
-    mag_gt = torch.fft.fftn(standardize_volumes(target), dim=dims).abs() * keep
+    mag_rec = torch.fft.rfftn(standardize_volumes(recon), dim=dims).abs() * keep
+    mag_gt = torch.fft.rfftn(standardize_volumes(target), dim=dims).abs() * keep
     squared = (torch.log1p(mag_rec + eps) - torch.log1p(mag_gt + eps)) ** 2
-    return squared.mean(dim=(0, 2, 3, 4)).mean()
+    per_channel = (squared * half_spectrum_multiplicity(w, recon.device)).sum(dim=(0, 2, 3, 4))
+    return (per_channel / (recon.shape[0] * d * h * w)).mean()
 
 
 class SpectralLossSchedule:
