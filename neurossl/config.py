@@ -179,6 +179,7 @@ class ObjectiveConfig:
     dino_teacher_temp: float = 0.04
     dino_student_temp: float = 0.1
     dino_local_crops: int = 2
+    dino_centering: str = "center"  # center (DINO, iBOT) | sinkhorn (Sinkhorn-Knopp, DINOv2)
     mim_weight: float = 1.0
     moe_aux_weight: float = 0.01
     modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")

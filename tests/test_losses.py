@@ -18,6 +18,7 @@ from neurossl.losses import (
     layer_norm_targets,
     masked_pixel_loss,
     masked_token_distillation_loss,
+    sinkhorn_knopp,
     nt_xent,
     per_dim_std,
     spectral_loss,
@@ -409,6 +410,45 @@ def test_masked_token_distillation_averages_masked_tokens_per_volume():
     changed[0, 1] += 10.0  # an unmasked token does not count
     unchanged = masked_token_distillation_loss(changed, teacher, mask, center)
     assert float(unchanged) == pytest.approx(float(loss))
+
+
+def test_sinkhorn_knopp_balances_prototypes_and_keeps_samples_specific():
+    torch.manual_seed(3)
+    # Near-identical teacher outputs with one common dominant prototype: a centred softmax
+    # would need the running center to remove it; Sinkhorn-Knopp balances within the batch.
+    logits = 0.01 * torch.randn(16, 8)
+    logits[:, 0] += 1.0
+    q = sinkhorn_knopp(logits, teacher_temp=0.04, iterations=50)
+    assert torch.allclose(q.sum(dim=1), torch.ones(16), atol=1e-6)  # a distribution per sample
+    assert torch.allclose(q.sum(dim=0), torch.full((8,), 2.0), atol=1e-3)  # S / K per prototype
+    plain = F.softmax(logits / 0.04, dim=1)
+    assert float(plain[:, 0].mean()) > 0.99 and float(q[:, 0].mean()) < 0.2
+    # Equivariant under a permutation of the samples; no gradient flows to the teacher.
+    order = torch.randperm(16)
+    torch.testing.assert_close(sinkhorn_knopp(logits[order], 0.04, iterations=50), q[order])
+    assert not sinkhorn_knopp(logits.requires_grad_(), 0.04).requires_grad
+
+
+def test_dino_and_mim_losses_with_sinkhorn_targets():
+    torch.manual_seed(4)
+    teachers = [torch.randn(3, 5), torch.randn(3, 5)]
+    students = [torch.randn(3, 5, requires_grad=True) for _ in range(3)]
+    q = sinkhorn_knopp(torch.cat(teachers), 0.04).chunk(2)  # the teacher views balanced together
+
+    def ce(s, t):
+        return -(t * F.log_softmax(s / 0.1, dim=-1)).sum(-1).mean()
+
+    pairs = [(i, j) for i in range(2) for j in range(3) if i != j]
+    expected = sum(float(ce(students[j], q[i]).detach()) for i, j in pairs) / len(pairs)
+    assert float(dino_loss(students, teachers, None).detach()) == pytest.approx(expected, rel=1e-5)
+
+    student, teacher = torch.randn(2, 4, 5), torch.randn(2, 4, 5)
+    mask = torch.tensor([[True, True, False, False], [False, True, True, True]])
+    q_masked = sinkhorn_knopp(teacher[mask], 0.04)  # only the masked tokens are balanced
+    per_token = -(q_masked * F.log_softmax(student[mask] / 0.1, dim=-1)).sum(-1)
+    expected = (per_token[:2].mean() + per_token[2:].mean()) / 2
+    loss = masked_token_distillation_loss(student, teacher, mask, None)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
 
 
 # -- collapse monitor -----------------------------------------------------------------------

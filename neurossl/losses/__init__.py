@@ -10,7 +10,8 @@
 
 from neurossl.losses.collapse import effective_rank, per_dim_std
 from neurossl.losses.contrastive import nt_xent
-from neurossl.losses.distillation import Centering, dino_loss, masked_token_distillation_loss
+from neurossl.losses.distillation import (Centering, dino_loss, masked_token_distillation_loss,
+                                          sinkhorn_knopp)
 from neurossl.losses.reconstruction import (
     jepa_loss,
     layer_norm_targets,
@@ -35,6 +36,7 @@ __all__ = [
     "layer_norm_targets",
     "masked_pixel_loss",
     "masked_token_distillation_loss",
+    "sinkhorn_knopp",
     "normalize_patches",
     "nt_xent",
     "per_dim_std",

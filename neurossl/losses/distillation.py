@@ -3,6 +3,14 @@
 The teacher's logits are centred (:class:`Centering`) and sharpened by a low temperature, the
 student's softened by a higher one; the loss is the cross-entropy of the teacher distribution
 under the student's. The teacher temperature warm-up DINO uses is the caller's schedule.
+
+Instead of centring, the teacher's distributions can be balanced by Sinkhorn-Knopp
+(:func:`sinkhorn_knopp`, DINOv2's choice): pass ``center=None``. Centring removes the batch-mean
+logit but leaves the per-sample differences as they are; when the teacher's outputs for different
+volumes barely differ (a young model on a small, homogeneous cohort such as the demo's head CTs),
+centred targets drift to the uniform distribution and the student learns nothing from them.
+Sinkhorn-Knopp instead spreads the batch evenly over the prototypes, so every target stays
+specific to its volume.
 """
 
 from __future__ import annotations
@@ -15,15 +23,42 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _cross_entropy(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    center: torch.Tensor,
-    student_temp: float,
-    teacher_temp: float,
-) -> torch.Tensor:
-    """Per-sample ``-sum_k q_k log p_k`` over the last axis, with no gradient to the teacher."""
-    q = F.softmax((teacher.detach().float() - center) / teacher_temp, dim=-1)
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations: int = 3) -> torch.Tensor:
+    """Balanced teacher distributions (SwAV / DINOv2): ``(S, K)`` logits -> ``(S, K)`` probabilities.
+
+    ``exp(logits / temp)`` is alternately scaled so that every prototype receives the same total
+    mass over the ``S`` samples (all ranks together under ``torch.distributed``) and every sample
+    sums to one; ``iterations`` rounds, ending on the per-sample normalisation.
+    """
+    logits = teacher_logits.detach().float() / teacher_temp
+    # Subtracting the global max keeps exp finite; the scaling below removes the constant.
+    peak = logits.max()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+    q = torch.exp(logits - peak)  # (S, K)
+    samples = torch.tensor(float(q.shape[0]), device=q.device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(samples)
+    for _ in range(iterations):
+        per_prototype = q.sum(dim=0, keepdim=True)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(per_prototype)
+        q = q / (per_prototype * q.shape[1])  # each prototype: total mass 1 / K
+        q = q / (q.sum(dim=1, keepdim=True) * samples)  # each sample: mass 1 / S
+    return q * samples
+
+
+def _teacher_probs(teacher: torch.Tensor, center: torch.Tensor | None, teacher_temp: float) -> torch.Tensor:
+    """Centred and sharpened teacher softmax over the last axis, or Sinkhorn-Knopp when
+    ``center`` is None (``teacher``: ``(S, K)``, all the samples balanced together)."""
+    if center is None:
+        return sinkhorn_knopp(teacher, teacher_temp)
+    return F.softmax((teacher.detach().float() - center) / teacher_temp, dim=-1)
+
+
+def _cross_entropy(student: torch.Tensor, q: torch.Tensor, student_temp: float) -> torch.Tensor:
+    """Per-sample ``-sum_k q_k log p_k`` over the last axis for teacher probabilities ``q``."""
     log_p = F.log_softmax(student.float() / student_temp, dim=-1)
     return -(q * log_p).sum(dim=-1)
 
@@ -31,7 +66,7 @@ def _cross_entropy(
 def dino_loss(
     student_logits: Sequence[torch.Tensor],
     teacher_logits: Sequence[torch.Tensor],
-    center: torch.Tensor,
+    center: torch.Tensor | None,
     student_temp: float = 0.1,
     teacher_temp: float = 0.04,
 ) -> torch.Tensor:
@@ -41,18 +76,23 @@ def dino_loss(
         student_logits: one ``(B, K)`` tensor per view, the global views first, in the teacher's
             order, then the local views.
         teacher_logits: one ``(B, K)`` tensor per global view.
-        center: ``(K,)`` or ``(1, K)`` running teacher center.
+        center: ``(K,)`` or ``(1, K)`` running teacher center; None balances the teacher views
+            of the batch together with :func:`sinkhorn_knopp` instead.
 
     Returns:
         Scalar: the batch-mean cross-entropy averaged over every (teacher view i, student view j)
         pair with ``i != j`` (a view is never matched with itself).
     """
+    if center is None:
+        targets = sinkhorn_knopp(torch.cat(list(teacher_logits)), teacher_temp).chunk(len(teacher_logits))
+    else:
+        targets = [_teacher_probs(t, center, teacher_temp) for t in teacher_logits]
     total, pairs = 0.0, 0
-    for i, teacher in enumerate(teacher_logits):
+    for i, teacher in enumerate(targets):
         for j, student in enumerate(student_logits):
             if i == j:
                 continue
-            total = total + _cross_entropy(student, teacher, center, student_temp, teacher_temp).mean()
+            total = total + _cross_entropy(student, teacher, student_temp).mean()
             pairs += 1
     if pairs == 0:
         raise ValueError("dino_loss needs a teacher view and at least one other student view")
@@ -63,7 +103,7 @@ def masked_token_distillation_loss(
     student_patch_logits: torch.Tensor,
     teacher_patch_logits: torch.Tensor,
     mask: torch.Tensor,
-    center: torch.Tensor,
+    center: torch.Tensor | None,
     student_temp: float = 0.1,
     teacher_temp: float = 0.04,
 ) -> torch.Tensor:
@@ -76,11 +116,16 @@ def masked_token_distillation_loss(
         student_patch_logits: ``(B, N, K)``.
         teacher_patch_logits: ``(B, N, K)``.
         mask: ``(B, N)`` bool, True at the tokens the student did not see.
-        center: ``(K,)`` or ``(1, K)`` running center of the teacher's patch logits.
+        center: ``(K,)`` or ``(1, K)`` running center of the teacher's patch logits; None
+            balances the masked tokens of the batch with :func:`sinkhorn_knopp` instead.
     """
-    ce = _cross_entropy(
-        student_patch_logits, teacher_patch_logits, center.reshape(-1), student_temp, teacher_temp
-    )
+    k = teacher_patch_logits.shape[-1]
+    if center is None:
+        q = torch.zeros(teacher_patch_logits.shape, device=teacher_patch_logits.device)
+        q[mask] = sinkhorn_knopp(teacher_patch_logits[mask], teacher_temp)
+    else:
+        q = _teacher_probs(teacher_patch_logits, center.reshape(1, 1, k), teacher_temp)
+    ce = _cross_entropy(student_patch_logits, q, student_temp)
     mask = mask.to(ce.dtype)
     per_volume = (ce * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
     return per_volume.mean()

@@ -12,7 +12,8 @@ Per step, for ``batch["image"]`` ``(B, C, D, H, W)`` (C = 3 HU windows for CT, 1
   visible tokens are a DINO student view, and the predictor (``build_predictor``, as in JEPA)
   fills in features at the masked positions for the patch head;
 - ``dino``: DINO's multi-crop cross-entropy on pooled tokens (mean pooling stands in for a CLS
-  token), teacher logits centred (``Centering``) and sharpened (teacher temp < student temp);
+  token), teacher logits centred (``Centering``) and sharpened (teacher temp < student temp),
+  or, with ``objective.dino_centering: sinkhorn``, balanced by Sinkhorn-Knopp as in DINOv2;
 - ``mim``: iBOT's per-token cross-entropy between the student's predicted and the teacher's
   patch distributions, at the masked tokens only; ``loss = dino + mim_weight * mim``.
 
@@ -75,6 +76,9 @@ class DINOMIM(Objective):
         self.teacher_patch_head = make_teacher(self.patch_head)
         self.predictor = build_predictor(self.student, predictor_embed_dim=m.predictor_dim,
                                          depth=m.predictor_depth, num_heads=m.predictor_heads)
+        if o.dino_centering not in ("center", "sinkhorn"):
+            raise ValueError(f"objective.dino_centering must be 'center' or 'sinkhorn', got '{o.dino_centering}'")
+        self.sinkhorn = o.dino_centering == "sinkhorn"
         self.center = Centering(k, center_momentum)
         self.patch_center = Centering(k, center_momentum)
         self.masks = mask_generator_from_config(cfg.masking, self.student.grid_size)
@@ -106,8 +110,8 @@ class DINOMIM(Objective):
         """
         target = gather_tokens(teacher_patch_logits, masked)  # (B, M, K)
         every = torch.ones(masked.shape, dtype=torch.bool, device=masked.device)
-        return masked_token_distillation_loss(student_logits, target, every, self.patch_center.center,
-                                              *self.temps)
+        center = None if self.sinkhorn else self.patch_center.center
+        return masked_token_distillation_loss(student_logits, target, every, center, *self.temps)
 
     def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         """``{"loss", "dino", "mim"}`` for ``batch["image"]`` ``(B, C, D, H, W)``."""
@@ -128,13 +132,14 @@ class DINOMIM(Objective):
             box = random_token_box(grid, self.local_scale, b, info).to(images.device)
             pooled.append(self.student(source, masks=box).mean(dim=1))
         s_logits = list(self.head(torch.stack(pooled)).unbind(0))  # (2 + L) x (B, K)
-        loss_dino = dino_loss(s_logits, t_logits, self.center.center, *self.temps)
+        loss_dino = dino_loss(s_logits, t_logits, None if self.sinkhorn else self.center.center, *self.temps)
 
         predicted = self.predictor(visible, keep, masked)  # (B, M, D)
         loss_mim = self.mim_loss(self.patch_head(predicted), t_patch, masked)
 
-        self.center.update(t_logits)
-        self.patch_center.update(t_patch)
+        if not self.sinkhorn:
+            self.center.update(t_logits)
+            self.patch_center.update(t_patch)
         return {"loss": loss_dino + self.mim_weight * loss_mim, "dino": loss_dino, "mim": loss_mim}
 
     def after_step(self, info: StepInfo) -> None:
