@@ -222,6 +222,7 @@ class EvalConfig:
     resnet_lr: float = 1e-4  # ResNet50-3D from scratch
     resnet_epochs: int = 100
     resnet_input_size: int = 0  # 0 = the preprocessed size; > 0 resamples to this cube (CPU demo)
+    resnet_tasks: tuple[str, ...] = ()  # full-data ResNet50-3D on these tasks only; () = every task
     fewshot_tasks: tuple[str, ...] = ("cognition_nc_vs_ad", "glioma_grade2_vs_34")
     fewshot_shots: tuple[int, ...] = (16, 32, 64)  # labelled volumes per class
     fewshot_seeds: tuple[int, ...] = (0, 1, 2)

@@ -133,3 +133,16 @@ def test_no_test_subject_reaches_training_or_early_stopping(smoke_data, smoke_ru
         assert not (train | val) & set(test["subject_id"])
     predictions = out.prediction_table()
     assert set(predictions["scan_uid"]) == set(pd.concat(test_frames)["scan_uid"])
+
+
+def test_jobs_limit_full_data_resnet_to_its_tasks():
+    from neurossl.evaluate.backbones import EncoderSpec
+    from neurossl.evaluate.runner import RESNET, jobs
+
+    mae = EncoderSpec("mae", "mae", None)
+    todo = jobs([mae], ["random", "resnet50"], ["frozen"], ["a", "b"], resnet_tasks=("b",))
+    assert [(s.name, m, t) for s, m, t in todo] == [
+        ("mae", "frozen", "a"), ("mae", "frozen", "b"), ("random", "frozen", "a"),
+        ("random", "frozen", "b"), ("resnet50", "finetune", "b")]
+    every = jobs([mae], ["resnet50"], ["frozen"], ["a", "b"])
+    assert [t for s, _, t in every if s == RESNET] == ["a", "b"]

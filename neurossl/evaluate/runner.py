@@ -38,6 +38,14 @@ def plan(specs: list[EncoderSpec], baselines: list[str], modes: list[str]) -> li
     return pairs
 
 
+def jobs(specs: list[EncoderSpec], baselines: list[str], modes: list[str], tasks: list[str],
+         resnet_tasks: tuple[str, ...] = ()) -> list[tuple[EncoderSpec, str, str]]:
+    """``(encoder, mode, task)`` runs in order; full-data ResNet50-3D only on ``resnet_tasks``
+    (every task when empty)."""
+    return [(spec, mode, task) for spec, mode in plan(specs, baselines, modes) for task in tasks
+            if spec != RESNET or not resnet_tasks or task in resnet_tasks]
+
+
 def save(out: EvalOutput, out_dir: Path, stem: str) -> None:
     """Append the metric rows; (re)write this evaluation's prediction file."""
     append_results(out_dir / "results.csv", out.rows)
@@ -56,8 +64,8 @@ def evaluate_all(cfg: Config, encoders: list[str | Path], baselines: list[str], 
     modes = ["frozen", "finetune"] if mode == "both" else [mode]
     tasks = tasks or list(cfg.evaluate.tasks)
     evaluator = Evaluator(cfg, cache_dir, splits_dir)
-    jobs = [(spec, m, task) for spec, m in plan(specs, baselines, modes) for task in tasks]
-    for spec, m, task in tqdm(jobs, desc="evaluate", unit="run"):
+    todo = jobs(specs, baselines, modes, tasks, cfg.evaluate.resnet_tasks)
+    for spec, m, task in tqdm(todo, desc="evaluate", unit="run"):
         save(evaluator.run(spec, task, m), out_dir, f"{spec.name}__{task}__{m}")
     if fewshot:
         run_fewshot(evaluator, cfg, specs, baselines, out_dir)
