@@ -327,6 +327,8 @@ def test_paper_table_layout():
     assert table.loc["vit_b_mae", ("frozen", "ad_vs_cn")] == "0.810 ± 0.010"
     assert table.loc["vit_b_mae", ("finetune", "ad_vs_cn")] == "0.860 ± 0.010"
     assert table.loc["vit_b_jepa", ("finetune", "tumour_grade")] == "–"
+    single = paper_table(pd.DataFrame([dict(result_rows()[0], task="one_split", value=0.7)]))
+    assert single.loc["vit_b_mae", ("finetune", "one_split")] == "0.700"  # no spread to show
     by_objective = paper_table(summarise(pd.DataFrame(result_rows())), method_col="objective")
     assert list(by_objective.index) == ["mae", "jepa"]
 

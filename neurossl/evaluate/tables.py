@@ -104,6 +104,9 @@ def _warn_duplicates(df: pd.DataFrame) -> None:
 def paper_table(df: pd.DataFrame, metric="roc_auc", method_col="encoder", digits=3):
     """Paper table of ``metric``: rows = methods, columns = (mode, task), cells "mean ± std".
 
+    A cell of a single result (one held-out split, one seed) shows the mean alone: it has no
+    spread over folds, and its uncertainty is the bootstrap interval over test subjects.
+
     ``df``: result rows (summarised here) or the output of ``summarise``. Mode blocks come in the
     order frozen, finetune, then any other mode; methods and tasks in order of first appearance;
     a missing (method, mode, task) is "–". Several summary rows in one cell (e.g. two objectives
@@ -117,7 +120,7 @@ def paper_table(df: pd.DataFrame, metric="roc_auc", method_col="encoder", digits
     if rows.duplicated(subset=keys).any():
         raise ValueError(f"several results per {keys} cell; filter df or choose another method_col")
     cells = {
-        (row[method_col], row["mode"], row["task"]): _format_cell(row["mean"], row["std"], digits)
+        (row[method_col], row["mode"], row["task"]): _format_cell(row["mean"], row["std"], digits, row["n"])
         for _, row in rows.iterrows()
     }
     present = list(dict.fromkeys(rows["mode"]))
@@ -129,10 +132,12 @@ def paper_table(df: pd.DataFrame, metric="roc_auc", method_col="encoder", digits
     return pd.DataFrame(body, index=pd.Index(methods, name=method_col), columns=columns)
 
 
-def _format_cell(mean: float, std: float, digits: int) -> str:
-    """``"0.812 ± 0.034"``, or "–" when the mean is nan."""
+def _format_cell(mean: float, std: float, digits: int, n: int = 2) -> str:
+    """``"0.812 ± 0.034"``; ``"0.812"`` for a single result (``n == 1``); "–" when the mean is nan."""
     if np.isnan(mean):
         return MISSING
+    if n == 1:
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
