@@ -23,6 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
+    """``tensor`` reduced over every rank in place (unchanged outside ``torch.distributed``)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=op)
+    return tensor
+
+
 @torch.no_grad()
 def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations: int = 3) -> torch.Tensor:
     """Balanced teacher distributions (SwAV / DINOv2): ``(S, K)`` logits -> ``(S, K)`` probabilities.
@@ -33,28 +40,20 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, teacher_temp: float, iterations
     """
     logits = teacher_logits.detach().float() / teacher_temp
     # Subtracting the global max keeps exp finite; the scaling below removes the constant.
-    peak = logits.max()
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
-    q = torch.exp(logits - peak)  # (S, K)
-    samples = torch.tensor(float(q.shape[0]), device=q.device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(samples)
+    q = torch.exp(logits - _all_reduce(logits.max(), dist.ReduceOp.MAX))  # (S, K)
+    samples = _all_reduce(torch.tensor(float(q.shape[0]), device=q.device))
     for _ in range(iterations):
-        per_prototype = q.sum(dim=0, keepdim=True)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(per_prototype)
-        q = q / (per_prototype * q.shape[1])  # each prototype: total mass 1 / K
+        q = q / (_all_reduce(q.sum(dim=0, keepdim=True)) * q.shape[1])  # each prototype: mass 1 / K
         q = q / (q.sum(dim=1, keepdim=True) * samples)  # each sample: mass 1 / S
     return q * samples
 
 
 def _teacher_probs(teacher: torch.Tensor, center: torch.Tensor | None, teacher_temp: float) -> torch.Tensor:
-    """Centred and sharpened teacher softmax over the last axis, or Sinkhorn-Knopp when
-    ``center`` is None (``teacher``: ``(S, K)``, all the samples balanced together)."""
+    """Teacher distributions of ``(S, K)`` logits: centred and sharpened softmax, or, when
+    ``center`` is None, Sinkhorn-Knopp over the ``S`` samples together."""
     if center is None:
         return sinkhorn_knopp(teacher, teacher_temp)
-    return F.softmax((teacher.detach().float() - center) / teacher_temp, dim=-1)
+    return F.softmax((teacher.detach().float() - center.reshape(1, -1)) / teacher_temp, dim=-1)
 
 
 def _cross_entropy(student: torch.Tensor, q: torch.Tensor, student_temp: float) -> torch.Tensor:
@@ -83,10 +82,7 @@ def dino_loss(
         Scalar: the batch-mean cross-entropy averaged over every (teacher view i, student view j)
         pair with ``i != j`` (a view is never matched with itself).
     """
-    if center is None:
-        targets = sinkhorn_knopp(torch.cat(list(teacher_logits)), teacher_temp).chunk(len(teacher_logits))
-    else:
-        targets = [_teacher_probs(t, center, teacher_temp) for t in teacher_logits]
+    targets = _teacher_probs(torch.cat(list(teacher_logits)), center, teacher_temp).chunk(len(teacher_logits))
     total, pairs = 0.0, 0
     for i, teacher in enumerate(targets):
         for j, student in enumerate(student_logits):
@@ -119,12 +115,9 @@ def masked_token_distillation_loss(
         center: ``(K,)`` or ``(1, K)`` running center of the teacher's patch logits; None
             balances the masked tokens of the batch with :func:`sinkhorn_knopp` instead.
     """
-    k = teacher_patch_logits.shape[-1]
-    if center is None:
-        q = torch.zeros(teacher_patch_logits.shape, device=teacher_patch_logits.device)
-        q[mask] = sinkhorn_knopp(teacher_patch_logits[mask], teacher_temp)
-    else:
-        q = _teacher_probs(teacher_patch_logits, center.reshape(1, 1, k), teacher_temp)
+    # Only masked tokens get a target (Sinkhorn-Knopp balances exactly those); the rest stay 0.
+    q = torch.zeros(teacher_patch_logits.shape, device=teacher_patch_logits.device)
+    q[mask] = _teacher_probs(teacher_patch_logits[mask], center, teacher_temp)
     ce = _cross_entropy(student_patch_logits, q, student_temp)
     mask = mask.to(ce.dtype)
     per_volume = (ce * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
@@ -156,11 +149,8 @@ class Centering(nn.Module):
         if not isinstance(teacher_logits, torch.Tensor):
             teacher_logits = torch.cat([t.reshape(-1, t.shape[-1]) for t in teacher_logits])
         flat = teacher_logits.reshape(-1, teacher_logits.shape[-1]).float()
-        total = flat.sum(dim=0, keepdim=True)
-        count = torch.tensor(float(flat.shape[0]), device=flat.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(total)
-            dist.all_reduce(count)
+        total = _all_reduce(flat.sum(dim=0, keepdim=True))
+        count = _all_reduce(torch.tensor(float(flat.shape[0]), device=flat.device))
         self.center.mul_(self.momentum).add_(total / count, alpha=1.0 - self.momentum)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
