@@ -18,6 +18,7 @@ its memmap itself, so datasets pickle cheaply into workers and hold no shared mu
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def item_seeds(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, 
     return np.random.default_rng(stage), int(augment.generate_state(1)[0])
 
 
-class VolumeItems(Dataset):
+class VolumeItems(Dataset, ABC):
     """Shared item logic; subclasses say how to get an entry's deterministic-stage array."""
 
     def __init__(
@@ -66,9 +67,9 @@ class VolumeItems(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @abstractmethod
     def load(self, record: dict) -> tuple[np.ndarray, int | None, str]:
         """``((X, Y, Z) deterministic-stage array, depth_axis, modality)`` of one entry."""
-        raise NotImplementedError
 
     def render(
         self, data: np.ndarray, depth_axis: int | None, modality: str, index: int
