@@ -10,7 +10,7 @@ RUN_DIR ?= runs/$(PROFILE)
 NEUROSSL := $(BIN)/neurossl
 
 OBJECTIVES ?= mae slmae jepa vcr_jepa simclr dino_mim moe_jepa
-FINETUNE ?= mae slmae jepa vcr_jepa
+FINETUNE ?= slmae vcr_jepa
 ENCODERS = $(OBJECTIVES:%=$(RUN_DIR)/pretrain/%)
 
 .PHONY: install demo data pretrain evaluate paper test clean-demo

@@ -3,8 +3,9 @@
 - cognition (NC / MCI / AD): :func:`atrophy_severity` feeds :func:`anatomy.apply_atrophy`
   (cortical thinning, hippocampal shrinkage, ventricular enlargement); age adds atrophy for
   everyone, so age confounds the label signal as in ADNI.
-- glioma (G2 / G3 / G4): :func:`make_glioma` draws a focal lesion whose edema, necrotic core,
-  boundary sharpness and texture heterogeneity rise with grade; sizes overlap across grades.
+- glioma (G2 / G3 / G4): :func:`make_glioma` draws a focal lesion whose size, edema, necrotic
+  core, boundary sharpness and texture heterogeneity rise with grade (G2: small, homogeneous,
+  no necrosis; G3 / G4: larger, necrotic, heterogeneous); G3 and G4 sizes overlap.
 - autism (TD / ASD): :func:`apply_autism_effect` is a very weak diffuse GM change.
 """
 
@@ -25,9 +26,9 @@ AGE_ONSET, AGE_SLOPE = 55.0, 0.012
 # Per grade: (radius mm range, edge width, boundary irregularity, texture std, necrosis chance,
 # necrotic core relative radius range, edema extent range relative to the radius).
 GRADES = MappingProxyType({
-    2: ((7.0, 17.0), 0.30, 0.10, 0.03, 0.0, (0.0, 0.0), (0.3, 0.9)),
-    3: ((8.0, 19.0), 0.15, 0.20, 0.40, 0.5, (0.25, 0.45), (0.4, 1.0)),
-    4: ((9.0, 21.0), 0.07, 0.30, 0.70, 1.0, (0.45, 0.7), (0.5, 1.1)),
+    2: ((5.0, 11.0), 0.30, 0.10, 0.03, 0.0, (0.0, 0.0), (0.0, 0.4)),
+    3: ((11.0, 20.0), 0.15, 0.25, 0.45, 1.0, (0.4, 0.6), (0.5, 1.0)),
+    4: ((14.0, 25.0), 0.08, 0.35, 0.75, 1.0, (0.5, 0.75), (0.7, 1.3)),
 })
 
 
@@ -95,8 +96,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def make_glioma(tissues: Tissues, grade: int, rng: np.random.Generator) -> Lesion:
     """Draw a glioma of WHO ``grade`` (2, 3, 4) for a subject.
 
-    The lesion is an irregular blob of radius ``r`` (ranges overlap across grades) with a soft
-    edge (sharper with grade), an optional necrotic core (certain at grade 4), edema reaching
+    The lesion is an irregular blob of radius ``r`` (larger with grade) with a soft edge
+    (sharper with grade), a necrotic core at grades 3 and 4, edema reaching
     ``r (1 + e)`` along the white matter, and a high-frequency texture whose strength rises with
     grade: the focal high-frequency content the spectral analysis looks for.
     """
