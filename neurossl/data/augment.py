@@ -21,7 +21,8 @@ Three of the four run through MONAI's own randomisation with a cheaper numerical
 distributions, same parameters): the affine resamples with ``torch.nn.functional.grid_sample`` on
 MONAI's rotation and scale matrices, the bias field evaluates MONAI's Legendre polynomial as a
 separable product in float32, and the noise is drawn by torch from a seed MONAI's generator
-draws. Together they cut the chain from ~40 ms to ~10 ms per 64^3 item, which matters because
+draws. With plain tensors instead of MetaTensors, an augmented 64^3 training item costs ~26 ms
+instead of ~45 ms on one core (item stage included), which matters because
 the loader workers share a CPU with the training step.
 
 All are applied to every training item (prob 1), spatial first, then intensity; the official
@@ -47,6 +48,7 @@ from monai.transforms import (
     RandGaussianNoise,
     RandomizableTransform,
 )
+from monai.data.meta_obj import get_track_meta, set_track_meta
 from monai.transforms.utils import create_rotate, create_scale
 from monai.utils import convert_to_tensor
 
@@ -175,5 +177,12 @@ def apply_augment(image: torch.Tensor, chain: Compose, seed: int) -> torch.Tenso
         ``(C, D, H, W)`` float32 plain tensor (MONAI's metadata dropped).
     """
     chain.set_random_state(seed=int(seed) % (2**32))
-    out = convert_to_tensor(chain(image), dtype=torch.float32, track_meta=False)
-    return out.contiguous()
+    # Plain tensors throughout: MONAI's MetaTensor bookkeeping on every operation would cost as
+    # much as the transforms themselves, and no metadata is used here.
+    tracking = get_track_meta()
+    set_track_meta(False)
+    try:
+        out = chain(image)
+    finally:
+        set_track_meta(tracking)
+    return convert_to_tensor(out, dtype=torch.float32, track_meta=False).contiguous()
