@@ -55,7 +55,8 @@ class VolumeItems(Dataset, ABC):
         self.records = records
         self.train = train
         self.preprocess = preprocess or PreprocessConfig()
-        self.augment = augment
+        # One chain per dataset (and per worker copy): apply_augment reseeds all of it per item.
+        self.chain = build_augment(augment)
         self.seed = int(seed)
         self.epoch = 0
 
@@ -79,8 +80,7 @@ class VolumeItems(Dataset, ABC):
             return item_stage(data, depth_axis, modality, self.preprocess, rng=None)
         rng, augment_seed = item_seeds(self.seed, self.epoch, index)
         image = item_stage(data, depth_axis, modality, self.preprocess, rng=rng)
-        chain = build_augment(self.augment)  # per item: no transform state outlives an item
-        return image if chain is None else apply_augment(image, chain, augment_seed)
+        return image if self.chain is None else apply_augment(image, self.chain, augment_seed)
 
     def __getitem__(self, index: int) -> dict:
         """``dict(image=(C, D, H, W) float32, scan_uid, subject_id, label, dataset, modality)``."""
