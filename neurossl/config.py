@@ -176,6 +176,8 @@ class ObjectiveConfig:
     temperature: float = 0.1  # SimCLR NT-Xent
     proj_dim: int = 128
     dino_out_dim: int = 1024
+    dino_head_hidden: int = 2048  # DINO head MLP width (DINO 2048)
+    dino_head_bottleneck: int = 256  # L2-normalised bottleneck before the prototypes (DINO 256)
     dino_teacher_temp: float = 0.04
     dino_student_temp: float = 0.1
     dino_local_crops: int = 2
@@ -283,6 +285,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return {k: _coerce(v, vtype, f"{key}.{k}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads `1e-4` (no dot) as a string; a float field takes it as the number it is
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"'{key}' must be float, got {value!r}") from None
     if hint in (int, float, str, bool):
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ConfigError(f"'{key}' must be {hint.__name__}, got {value!r}")

@@ -28,6 +28,13 @@ def test_override_types_are_checked_and_converted():
         load_config("demo", overrides=["cohort.seed=abc"])
 
 
+def test_float_written_without_a_dot_is_a_float():
+    # YAML 1.1 reads `1e-4` as a string; `--set optim.lr=1e-4` must still mean 0.0001
+    assert load_config("demo", overrides=["optim.lr=1e-4"]).optim.lr == 1e-4
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config("demo", overrides=["optim.lr=fast"])
+
+
 def test_misspelled_key_is_named_with_a_suggestion():
     with pytest.raises(ConfigError) as err:
         load_config("demo", overrides=["preprocess.crop_sise=96"])
