@@ -15,8 +15,8 @@ IMG = (16, 32, 32)
 TINY = ["model.name=vit_tiny", "model.patch_size=8", "model.tubelet_size=4", "model.embed_dim=48",
         "model.depth=2", "model.num_heads=3", "model.predictor_dim=32", "model.predictor_depth=1",
         "model.predictor_heads=2", "objective.dino_out_dim=64", "objective.proj_dim=16",
-        "objective.dino_local_crops=2"]
-HEAD = dict(head_hidden=64, head_bottleneck=32)
+        "objective.dino_local_crops=2", "objective.dino_head_hidden=64",
+        "objective.dino_head_bottleneck=32"]
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def batch(b=4, channels=1, seed=0):
 
 
 def dino_mim(channels=1, **kw):
-    return DINOMIM(cfg(), (channels, *IMG), **HEAD, **kw)
+    return DINOMIM(cfg(), (channels, *IMG), **kw)
 
 
 # ---------------------------------------------------------------- SimCLR

@@ -57,25 +57,20 @@ class DINOMIM(Objective):
         views: augmentation of the global views and of the local views' source volumes.
         local_scale: range of the fraction of each token-grid axis a local view keeps.
         center_momentum: EMA momentum of both centres (DINO 0.9).
-        head_hidden, head_bottleneck: DINO head widths; None reads ``objective.dino_head_hidden``
-            and ``objective.dino_head_bottleneck``.
     """
 
     name = "dino_mim"
 
     def __init__(self, cfg: Config, input_shape: tuple[int, int, int, int],
                  views: ViewSpec = GLOBAL_VIEWS, local_scale: tuple[float, float] = (0.4, 0.6),
-                 center_momentum: float = 0.9, head_hidden: int | None = None,
-                 head_bottleneck: int | None = None):
+                 center_momentum: float = 0.9):
         super().__init__()
         o, m = cfg.objective, cfg.model
         self.student = encoder_from_config(cfg, input_shape)
         self.teacher = make_teacher(self.student)
         width, k = self.student.embed_dim, o.dino_out_dim
-        head_hidden = head_hidden or o.dino_head_hidden
-        head_bottleneck = head_bottleneck or o.dino_head_bottleneck
-        self.head = DINOHead(width, k, head_hidden, head_bottleneck)
-        self.patch_head = DINOHead(width, k, head_hidden, head_bottleneck)
+        self.head = DINOHead(width, k, o.dino_head_hidden, o.dino_head_bottleneck)
+        self.patch_head = DINOHead(width, k, o.dino_head_hidden, o.dino_head_bottleneck)
         self.teacher_head = make_teacher(self.head)
         self.teacher_patch_head = make_teacher(self.patch_head)
         self.predictor = build_predictor(self.student, predictor_embed_dim=m.predictor_dim,
