@@ -38,7 +38,6 @@ run_missing = True        # run a stage whose outputs are missing; False: stop w
 import json
 from pathlib import Path
 
-import pandas as pd
 from IPython.display import Markdown, display
 
 from neurossl.cli import main as neurossl_cli
@@ -49,6 +48,7 @@ from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.data.io import load_mask, load_volume
 from neurossl.data.preprocess import slice_axis
 from neurossl.data.split_audit import audit_splits, format_audit
+from neurossl.evaluate.tables import write_table
 from neurossl.plots.cohort import (acquisition_table, curation_counts, plot_acquisition,
                                    plot_cohort, plot_curation)
 from neurossl.plots.slices import (SliceView, as_ras, bright_focus, model_space_focus,
@@ -61,12 +61,6 @@ cfg = load_config(profile)
 data, splits = Path(data_dir), Path(splits_dir)
 figures, tables = Path(figures_dir), Path(tables_dir)
 tables.mkdir(parents=True, exist_ok=True)
-
-
-def write_table(frame: pd.DataFrame, stem: str) -> None:
-    """Write a table as CSV and Markdown under ``tables_dir``."""
-    frame.to_csv(tables / f"{stem}.csv", index=False)
-    (tables / f"{stem}.md").write_text(frame.to_markdown(index=False) + "\n")
 
 
 # %% [markdown]
@@ -113,7 +107,7 @@ for output, argv in stages:
 # %%
 scans = read_scans(cohort)
 cohort_counts = cohort_table(scans)
-write_table(cohort_counts, "tab01_cohort")
+write_table(cohort_counts, tables / "tab01_cohort", index=False)
 display(Markdown(cohort_counts.to_markdown(index=False)))
 
 # %% [markdown]
@@ -136,7 +130,7 @@ fig
 report = read_table(report_path, sep=",")
 print(summarize_report(report))
 curation = curation_counts(report)
-write_table(curation, "tab01_curation_summary")
+write_table(curation, tables / "tab01_curation_summary", index=False)
 
 # %% [markdown]
 # **Figure 1b.** Files kept (green) and rejected by each filter (red).
@@ -161,7 +155,7 @@ geometry = (acquisition.groupby(["dataset", "acquisition"])
                  coarsest_mm=("max_spacing_mm", "median"),
                  max_anisotropy=("anisotropy", "max"))
             .round(2).reset_index())
-write_table(geometry, "tab01_acquisition")
+write_table(geometry, tables / "tab01_acquisition", index=False)
 display(Markdown(geometry.to_markdown(index=False)))
 
 # %% [markdown]
@@ -236,6 +230,6 @@ fig
 # %%
 audit = audit_splits(splits)
 print(format_audit(audit))
-write_table(audit.totals, "tab01_split_totals")
+write_table(audit.totals, tables / "tab01_split_totals", index=False)
 if audit.leaks:
     raise RuntimeError(f"{len(audit.leaks)} subject leak(s) in {splits}; see the audit above")

@@ -46,6 +46,7 @@ from neurossl.config import load_config
 from neurossl.data.catalog import read_table
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.data.preprocess import slice_axis
+from neurossl.evaluate.tables import write_table
 from neurossl.plots.slices import plot_reconstructions
 from neurossl.plots.style import save_figure, set_theme
 from neurossl.plots.training import loss_summary, plot_collapse_monitor, plot_loss_curves
@@ -103,9 +104,7 @@ metrics = {objective: read_metrics(run_dir) for objective, run_dir in run_dirs.i
 
 # %%
 losses = loss_summary(metrics)
-losses.round(4).to_csv(tables / "tab02_pretraining_losses.csv", index=False)
-(tables / "tab02_pretraining_losses.md").write_text(
-    losses.to_markdown(index=False, floatfmt=".4g") + "\n")
+write_table(losses.round(4), tables / "tab02_pretraining_losses", index=False)
 display(Markdown(losses.to_markdown(index=False, floatfmt=".4g")))
 not_learning = losses.loc[~losses["loss_fell"], "objective"].tolist()
 print("loss fell for every objective" if not not_learning

@@ -349,3 +349,12 @@ def test_write_table_writes_csv_markdown_latex(tmp_path):
                      r"\multicolumn{2}{c}{frozen}", r"ad\_vs\_cn", r"vit\_b\_jepa"):
         assert expected in tex_text
     assert "±" not in tex_text and "–" not in tex_text
+
+
+def test_write_table_without_index_leaves_row_numbers_out(tmp_path):
+    frame = pd.DataFrame({"dataset": ["glioma", "autism"], "subjects": [60, 45]})
+    csv_path, md_path, tex_path = write_table(frame, tmp_path / "counts", index=False)
+    assert csv_path.read_text(encoding="utf-8").splitlines() == ["dataset,subjects", "glioma,60", "autism,45"]
+    assert md_path.read_text(encoding="utf-8").splitlines()[0].split("|")[1].strip() == "dataset"
+    tex = tex_path.read_text(encoding="utf-8")
+    assert r"\begin{tabular}{lc}" in tex and "glioma & 60" in tex

@@ -141,19 +141,20 @@ def _format_cell(mean: float, std: float, digits: int, n: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def write_table(table: pd.DataFrame, stem) -> list[Path]:
+def write_table(table: pd.DataFrame, stem, index: bool = True) -> list[Path]:
     """Write ``stem.csv``, ``stem.md`` and ``stem.tex`` (booktabs); return the three paths.
 
     Markdown has one header row, so (mode, task) columns become "mode / task" there. In LaTeX the
     text is escaped, "±" becomes ``$\\pm$`` and "–" becomes ``--`` so that it compiles without
-    Unicode input encoding.
+    Unicode input encoding. ``index=False`` leaves the row index out of all three (plain tables
+    whose index is only a row number).
     """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, tex_path = (stem.with_name(f"{stem.name}.{x}") for x in ("csv", "md", "tex"))
-    table.to_csv(csv_path, encoding="utf-8")
-    md_path.write_text(_flat_columns(table).to_markdown() + "\n", encoding="utf-8")
-    tex_path.write_text(_to_latex(table), encoding="utf-8")
+    table.to_csv(csv_path, encoding="utf-8", index=index)
+    md_path.write_text(_flat_columns(table).to_markdown(index=index) + "\n", encoding="utf-8")
+    tex_path.write_text(_to_latex(table, index), encoding="utf-8")
     return [csv_path, md_path, tex_path]
 
 
@@ -166,13 +167,15 @@ def _flat_columns(table: pd.DataFrame) -> pd.DataFrame:
     return flat
 
 
-def _to_latex(table: pd.DataFrame) -> str:
-    """Booktabs LaTeX of ``table`` with centred multicolumn headers per mode block."""
+def _to_latex(table: pd.DataFrame, index: bool = True) -> str:
+    """Booktabs LaTeX of ``table`` with centred multicolumn headers per mode block; the first
+    column (the index, or the first data column without it) left-aligned."""
     latex = table.to_latex(
+        index=index,
         escape=True,
         multicolumn=True,
         multicolumn_format="c",
-        column_format="l" + "c" * table.shape[1],
+        column_format="l" + "c" * (table.shape[1] - (0 if index else 1)),
     )
     # escaping first, then the maths: escape=True would mangle a literal "$\pm$" in the cells
     return latex.replace("±", r"$\pm$").replace("–", "--")
