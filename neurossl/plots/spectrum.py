@@ -78,9 +78,11 @@ def plot_hf_energy(energy: pd.DataFrame, cutoff: float = 0.3) -> Figure:
     ax = fig.subplots()
     box_style = {"showfliers": False, "width": 0.55, "boxprops": {"alpha": 0.45}, "legend": False}
     sns.boxplot(energy, x="dataset", y="hf_energy", hue="dataset", order=order, ax=ax, **box_style)
-    sns.stripplot(
-        energy, x="dataset", y="hf_energy", order=order, ax=ax, color="0.15", size=3.5, alpha=0.7
-    )
+    # Points jittered from a fixed seed (seaborn's stripplot draws from NumPy's global state), so
+    # a regenerated figure is the same file.
+    position = energy["dataset"].map({name: i for i, name in enumerate(order)}).to_numpy()
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(energy))
+    ax.scatter(position + jitter, energy["hf_energy"], s=12, c="0.15", alpha=0.7, linewidths=0)
     means = energy.groupby("dataset", sort=False)["hf_energy"].mean().reindex(order)
     ax.scatter(
         range(len(order)), means, marker="D", s=40, c="white", ec="black", zorder=5, label="mean"
