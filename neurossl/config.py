@@ -183,6 +183,7 @@ class ObjectiveConfig:
     dino_local_crops: int = 2
     dino_centering: str = "center"  # center (DINO, iBOT) | sinkhorn (Sinkhorn-Knopp, DINOv2)
     mim_weight: float = 1.0
+    koleo_weight: float = 0.0  # DINOv2's KoLeo on the student's pooled global views (DINOv2 0.1; FM-CT 0)
     moe_aux_weight: float = 0.01
     modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")
 

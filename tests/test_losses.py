@@ -15,6 +15,7 @@ from neurossl.losses import (
     effective_rank,
     high_pass_mask,
     jepa_loss,
+    koleo_loss,
     layer_norm_targets,
     masked_pixel_loss,
     masked_token_distillation_loss,
@@ -469,3 +470,37 @@ def test_no_warning_on_normal_schedule_use():
         warnings.simplefilter("error")
         for step in range(4):
             sched(step, 0, Counter())
+
+
+# ---------------------------------------------------------------- KoLeo
+
+
+def test_koleo_of_orthogonal_rows_is_minus_log_sqrt2():
+    # Every pair of orthonormal rows is sqrt(2) apart, whatever their scale (rows are normalised).
+    x = torch.eye(4) * torch.tensor([[1.0], [2.0], [0.5], [3.0]])
+    assert float(koleo_loss(x)) == pytest.approx(-math.log(math.sqrt(2.0)), abs=1e-6)
+
+
+def test_koleo_hand_computed_nearest_neighbours():
+    # Unit vectors at 0, 60 and 180 degrees: nearest-neighbour distances 1, 1 and sqrt(3).
+    angles = torch.tensor([0.0, math.pi / 3, math.pi])
+    x = torch.stack([angles.cos(), angles.sin()], dim=1)
+    expected = -(0.0 + 0.0 + math.log(math.sqrt(3.0))) / 3
+    assert float(koleo_loss(x)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_koleo_gradient_spreads_a_tight_cluster():
+    x = (torch.ones(6, 8) + 0.01 * torch.randn(6, 8, generator=torch.Generator().manual_seed(0)))
+    x.requires_grad_(True)
+    before = float(koleo_loss(x))
+    koleo_loss(x).backward()
+    with torch.no_grad():
+        after = float(koleo_loss(x - 0.01 * x.grad / x.grad.norm()))
+    assert after < before
+    duplicates = torch.ones(3, 4)
+    assert float(koleo_loss(duplicates)) == pytest.approx(-math.log(1e-8), rel=1e-3)
+
+
+def test_koleo_needs_two_rows():
+    with pytest.raises(ValueError, match="N >= 2"):
+        koleo_loss(torch.randn(1, 8))

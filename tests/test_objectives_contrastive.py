@@ -88,6 +88,15 @@ def test_simclr_views_come_from_the_step_generator():
 # ---------------------------------------------------------------- DINO-MIM
 
 
+def test_dino_mim_koleo_term_is_added_with_its_weight():
+    obj = DINOMIM(cfg("objective.koleo_weight=0.1"), (1, *IMG))
+    out = obj(batch(), info())
+    assert set(out) == {"loss", "dino", "mim", "koleo"}
+    torch.testing.assert_close(out["loss"], out["dino"] + obj.mim_weight * out["mim"] + 0.1 * out["koleo"])
+    out["loss"].backward()
+    assert obj.student.patch_embed.proj.weight.grad is not None
+
+
 def test_dino_mim_terms_and_teacher_gets_no_gradient():
     obj = dino_mim()
     out = obj(batch(), info())

@@ -103,9 +103,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("objective", ["mae", "jepa"])
-def test_ddp_two_processes_equal_single_process(tmp_path, objective):
-    steps = ["--set", "train.max_steps=3", "--objective", objective]
+# SimCLR and DINO-MIM (with KoLeo) gather the global batch for their batch-level losses.
+@pytest.mark.parametrize("objective, extra", [
+    ("mae", []), ("jepa", []), ("simclr", []),
+    ("dino_mim", ["--set", "objective.koleo_weight=0.1"]),
+])
+def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
+    steps = ["--set", "train.max_steps=3", "--objective", objective, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = run_worker(tmp_path / "single", tmp_path / "single.pt", *steps, "--set",
                         "optim.batch_size=4", env=env)

@@ -5,6 +5,7 @@
 - ``variance_covariance``: VCR-JEPA variance / covariance regulariser;
 - ``contrastive``: SimCLR NT-Xent;
 - ``distillation``: DINO / iBOT self-distillation losses and teacher centering;
+- ``koleo``: DINOv2's KoLeo regulariser (spreads embeddings over the sphere);
 - ``collapse``: effective rank and per-dimension std (the JEPA collapse monitor).
 """
 
@@ -12,6 +13,7 @@ from neurossl.losses.collapse import effective_rank, per_dim_std
 from neurossl.losses.contrastive import nt_xent
 from neurossl.losses.distillation import (Centering, dino_loss, masked_token_distillation_loss,
                                           sinkhorn_knopp)
+from neurossl.losses.koleo import koleo_loss
 from neurossl.losses.reconstruction import (
     jepa_loss,
     layer_norm_targets,
@@ -33,6 +35,7 @@ __all__ = [
     "effective_rank",
     "high_pass_mask",
     "jepa_loss",
+    "koleo_loss",
     "layer_norm_targets",
     "masked_pixel_loss",
     "masked_token_distillation_loss",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 from neurossl.config import Config, MaskConfig
@@ -64,3 +66,16 @@ def global_masks(generator, batch: int, info, device) -> tuple[torch.Tensor, tor
     """Masks drawn for the global batch; this rank keeps its rows (see ``StepInfo.local_rows``)."""
     keep, masked = generator(batch * info.world_size, generator=info.generator)
     return info.local_rows(keep).to(device), info.local_rows(masked).to(device)
+
+
+def gather_global(z: torch.Tensor) -> torch.Tensor:
+    """``(B, P)`` rows of this rank -> ``(B * W, P)`` rows of every rank, gradient flowing back.
+
+    Rows are ordered rank by rank (NT-Xent and KoLeo only need a consistent order). A loss of
+    the gathered rows is the same on every rank; the gather's backward sums the ``W`` identical
+    gradients onto each rank's rows and DDP's average divides by ``W`` again, so the update equals
+    single-process training on the global batch.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return z
+    return torch.cat(dist_nn.all_gather(z), dim=0)

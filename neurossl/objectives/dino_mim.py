@@ -15,7 +15,10 @@ Per step, for ``batch["image"]`` ``(B, C, D, H, W)`` (C = 3 HU windows for CT, 1
   token), teacher logits centred (``Centering``) and sharpened (teacher temp < student temp),
   or, with ``objective.dino_centering: sinkhorn``, balanced by Sinkhorn-Knopp as in DINOv2;
 - ``mim``: iBOT's per-token cross-entropy between the student's predicted and the teacher's
-  patch distributions, at the masked tokens only; ``loss = dino + mim_weight * mim``.
+  patch distributions, at the masked tokens only;
+- ``koleo`` (only with ``objective.koleo_weight > 0``, DINOv2's regulariser): KoLeo on the
+  student's pooled global views over the global batch, one term per view;
+``loss = dino + mim_weight * mim [+ koleo_weight * koleo]``.
 
 Local views are crops in TOKEN space: a random box of tokens of an independently augmented
 full-size view, passed to the encoder's ``masks=`` argument. The encoder takes only its fixed
@@ -32,13 +35,13 @@ from __future__ import annotations
 import torch
 
 from neurossl.config import Config
-from neurossl.losses import (Centering, dino_loss, effective_rank, masked_token_distillation_loss,
-                             per_dim_std)
+from neurossl.losses import (Centering, dino_loss, effective_rank, koleo_loss,
+                             masked_token_distillation_loss, per_dim_std)
 from neurossl.masks import gather_tokens
 from neurossl.models import build_predictor
 from neurossl.objectives.base import Objective, StepInfo
-from neurossl.objectives.common import (ema_momentum, ema_update, encoder_from_config, global_masks,
-                                        make_teacher, mask_generator_from_config)
+from neurossl.objectives.common import (ema_momentum, ema_update, encoder_from_config, gather_global,
+                                        global_masks, make_teacher, mask_generator_from_config)
 from neurossl.objectives.heads import DINOHead
 from neurossl.objectives.views import ViewSpec, random_token_box, random_view
 
@@ -48,7 +51,7 @@ GLOBAL_VIEWS = ViewSpec(crop_scale=(0.7, 1.0))
 
 
 class DINOMIM(Objective):
-    """DINO + masked image modelling: ``{"loss", "dino", "mim"}``.
+    """DINO + masked image modelling: ``{"loss", "dino", "mim"}`` (and ``"koleo"`` when weighted).
 
     Args:
         cfg: reads ``objective.dino_*``, ``objective.mim_weight``, ``model.predictor_*``,
@@ -83,6 +86,7 @@ class DINOMIM(Objective):
         self.masks = mask_generator_from_config(cfg.masking, self.student.grid_size)
         self.temps = (o.dino_student_temp, o.dino_teacher_temp)
         self.local_crops, self.mim_weight, self.ema = o.dino_local_crops, o.mim_weight, cfg.optim.ema
+        self.koleo_weight = o.koleo_weight
         self.views, self.local_scale = views, local_scale
         self.train()
 
@@ -113,7 +117,7 @@ class DINOMIM(Objective):
         return masked_token_distillation_loss(student_logits, target, every, center, *self.temps)
 
     def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
-        """``{"loss", "dino", "mim"}`` for ``batch["image"]`` ``(B, C, D, H, W)``."""
+        """``{"loss", "dino", "mim"[, "koleo"]}`` for ``batch["image"]`` ``(B, C, D, H, W)``."""
         images = batch["image"]
         b, size, grid = images.shape[0], self.student.img_size, self.student.grid_size
         # Draw order is fixed (views, mask, local boxes) so a step's randomness is reproducible.
@@ -139,7 +143,11 @@ class DINOMIM(Objective):
         if not self.sinkhorn:
             self.center.update(t_logits)
             self.patch_center.update(t_patch)
-        return {"loss": loss_dino + self.mim_weight * loss_mim, "dino": loss_dino, "mim": loss_mim}
+        out = {"loss": loss_dino + self.mim_weight * loss_mim, "dino": loss_dino, "mim": loss_mim}
+        if self.koleo_weight > 0:
+            out["koleo"] = sum(koleo_loss(gather_global(view)) for view in pooled[:2])
+            out["loss"] = out["loss"] + self.koleo_weight * out["koleo"]
+        return out
 
     def after_step(self, info: StepInfo) -> None:
         """EMA of the teacher encoder and both teacher heads, once per optimiser step."""

@@ -15,25 +15,13 @@ global batch.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 
 from neurossl.config import Config
 from neurossl.losses import effective_rank, nt_xent, per_dim_std
 from neurossl.objectives.base import Objective, StepInfo
-from neurossl.objectives.common import encoder_from_config
+from neurossl.objectives.common import encoder_from_config, gather_global
 from neurossl.objectives.heads import ProjectionHead
 from neurossl.objectives.views import ViewSpec, random_view
-
-
-def gather_global(z: torch.Tensor) -> torch.Tensor:
-    """``(B, P)`` rows of this rank -> ``(B * W, P)`` rows of every rank, gradient flowing back.
-
-    Rows are ordered rank by rank; NT-Xent only needs the two views' rows in the same order.
-    """
-    if not (dist.is_available() and dist.is_initialized()):
-        return z
-    return torch.cat(dist_nn.all_gather(z), dim=0)
 
 
 class SimCLR(Objective):
