@@ -209,9 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="downstream probes / fine-tuning / baselines, 5-fold CV")
     p.add_argument("--encoder", action="append", default=[], type=Path, metavar="RUN_OR_FILE",
                    help="pretraining run folder or encoder .safetensors (repeatable)")
-    p.add_argument("--baseline", action="append", default=[], choices=["random", "resnet50"],
+    p.add_argument("--baseline", action="append", default=[], choices=["random", "resnet50", "voxels"],
                    help="random: the first encoder's architecture with random weights; "
-                        "resnet50: MONAI ResNet50-3D from scratch (repeatable)")
+                        "resnet50: MONAI ResNet50-3D from scratch; voxels: logistic regression "
+                        "on pooled intensities and their quantiles, the does-the-signal-exist check (repeatable)")
     p.add_argument("--task", action="append", default=[], metavar="NAME",
                    help="task name (repeatable; default: the profile's evaluate.tasks)")
     p.add_argument("--mode", default="frozen", choices=["frozen", "finetune", "both"])

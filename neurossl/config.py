@@ -226,6 +226,7 @@ class EvalConfig:
     resnet_epochs: int = 100
     resnet_input_size: int = 0  # 0 = the preprocessed size; > 0 resamples to this cube (CPU demo)
     resnet_tasks: tuple[str, ...] = ()  # full-data ResNet50-3D on these tasks only; () = every task
+    voxel_size: int = 6  # `voxels` baseline: pooled to this cube (+ intensity quantiles), logistic regression
     fewshot_tasks: tuple[str, ...] = ("cognition_nc_vs_ad", "glioma_grade2_vs_34")
     fewshot_shots: tuple[int, ...] = (16, 32, 64)  # labelled volumes per class
     fewshot_seeds: tuple[int, ...] = (0, 1, 2)

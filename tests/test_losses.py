@@ -492,8 +492,9 @@ def test_koleo_hand_computed_nearest_neighbours():
 def test_koleo_gradient_spreads_a_tight_cluster():
     x = (torch.ones(6, 8) + 0.01 * torch.randn(6, 8, generator=torch.Generator().manual_seed(0)))
     x.requires_grad_(True)
-    before = float(koleo_loss(x))
-    koleo_loss(x).backward()
+    loss = koleo_loss(x)
+    loss.backward()
+    before = loss.item()
     with torch.no_grad():
         after = float(koleo_loss(x - 0.01 * x.grad / x.grad.norm()))
     assert after < before

@@ -20,7 +20,7 @@ from torch import nn
 from neurossl.models import VisionTransformer3D, load_encoder
 from neurossl.models.checkpoint_io import sidecar_path
 
-BASELINES = ("random", "resnet50")
+BASELINES = ("random", "resnet50", "voxels")
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,11 @@ class EncoderSpec:
     """An encoder to evaluate.
 
     Attributes:
-        name: its label in results (the run folder's name, ``random`` or ``resnet50``).
+        name: its label in results (the run folder's name, ``random``, ``resnet50`` or
+            ``voxels``).
         objective: the pretraining objective (``none`` for baselines).
         path: the exported ``encoder.safetensors``; for ``random``, the encoder whose
-            architecture the random twin copies; None for ``resnet50``.
+            architecture the random twin copies; None for ``resnet50`` and ``voxels``.
         modalities: contrast names in the order of the encoder's modality embedding.
     """
 

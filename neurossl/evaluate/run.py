@@ -1,4 +1,4 @@
-"""Evaluate encoders on downstream tasks: frozen probes, fine-tuning, ResNet50-3D, few-shot.
+"""Evaluate encoders on downstream tasks: frozen probes, fine-tuning, baselines, few-shot.
 
 :class:`Evaluator` runs one (encoder, task, mode) over the task's folds and seeds and returns
 tidy metric rows (``encoder, objective, task, mode, fold, seed, metric, value``) plus one row of
@@ -28,6 +28,7 @@ from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_cl
 from neurossl.evaluate.heads import build_head
 from neurossl.evaluate.metrics import classification_metrics
 from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
+from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
 
 MODES = ("frozen", "finetune")
 
@@ -111,6 +112,8 @@ class Evaluator:
     def fit_predict(self, spec: EncoderSpec, task: Task, mode: str, parts: dict[str, pd.DataFrame],
                     seed: int, desc: str) -> np.ndarray:
         """Train on ``parts["train"]``, early-stop on ``val``; class probabilities of ``test``."""
+        if spec.name == "voxels":
+            return self.fit_predict_voxels(task, parts)
         settings = self.settings(spec, mode, seed, desc)
         torch.manual_seed(seed)
         e = self.cfg.evaluate
@@ -131,6 +134,14 @@ class Evaluator:
                        task.num_classes, settings, self.device)
         proba, _ = predict(model, data["test"], self.device, e.batch_size)
         return proba
+
+    def fit_predict_voxels(self, task: Task, parts: dict[str, pd.DataFrame]) -> np.ndarray:
+        """The ``voxels`` baseline: logistic regression on intensity features of train + val
+        (its regularisation is chosen by inner cross-validation, so val is training data here)."""
+        fit = pd.concat([parts["train"], parts["val"]], ignore_index=True)
+        x = {name: cached_intensity_features(self.cache_dir, f["scan_uid"].tolist(), self.cfg.evaluate.voxel_size)
+             for name, f in (("fit", fit), ("test", parts["test"]))}
+        return fit_predict_voxels(x["fit"], fit["y"].to_numpy(), x["test"], task.num_classes)
 
     # ----------------------------------------------------------------- public
     def run(self, spec: EncoderSpec, task_name: str, mode: str) -> EvalOutput:

@@ -9,7 +9,8 @@ Output folder layout:
 
 Baselines: ``random`` is the first encoder's architecture with random weights, evaluated with
 the same protocol; ``resnet50`` is MONAI's ResNet50-3D trained from scratch (listed under
-``finetune``, since all of its weights train).
+``finetune``, since all of its weights train); ``voxels`` is a logistic regression on
+pooled intensities and their quantiles (listed under ``frozen``: nothing but a linear map is learnt).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from neurossl.evaluate.run import EvalOutput, Evaluator
 from neurossl.evaluate.tables import append_results
 
 RESNET = EncoderSpec("resnet50", "none", None)
+VOXELS = EncoderSpec("voxels", "none", None)
 
 
 def plan(specs: list[EncoderSpec], baselines: list[str], modes: list[str]) -> list[tuple[EncoderSpec, str]]:
@@ -35,6 +37,8 @@ def plan(specs: list[EncoderSpec], baselines: list[str], modes: list[str]) -> li
     pairs = [(spec, mode) for spec in specs for mode in modes]
     if "resnet50" in baselines:
         pairs.append((RESNET, "finetune"))
+    if "voxels" in baselines:
+        pairs.append((VOXELS, "frozen"))
     return pairs
 
 
@@ -74,9 +78,9 @@ def evaluate_all(cfg: Config, encoders: list[str | Path], baselines: list[str], 
 
 def run_fewshot(evaluator: Evaluator, cfg: Config, specs: list[EncoderSpec], baselines: list[str],
                 out_dir: Path) -> None:
-    """Few-shot curves: SSL encoders (frozen probe) and ResNet50-3D (from scratch)."""
+    """Few-shot curves: SSL encoders (frozen probe) and the ResNet50-3D / voxels baselines."""
     e = cfg.evaluate
-    models = specs + ([RESNET] if "resnet50" in baselines else [])
+    models = specs + [b for b in (RESNET, VOXELS) if b.name in baselines]
     jobs = [(spec, task, shots) for spec in models for task in e.fewshot_tasks for shots in e.fewshot_shots]
     for spec, task, shots in tqdm(jobs, desc="few-shot", unit="curve point"):
         out = EvalOutput()

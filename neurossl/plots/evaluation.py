@@ -24,6 +24,7 @@ from neurossl.evaluate.tables import MODE_ORDER
 BASELINE_STYLE = {
     "random": {"color": "0.55", "linestyle": "--"},
     "resnet50": {"color": "black", "linestyle": ":"},
+    "voxels": {"color": "0.3", "linestyle": "-."},
 }
 FPR_GRID = np.linspace(0.0, 1.0, 201)
 
@@ -151,7 +152,7 @@ def plot_probe_comparison(paired: pd.DataFrame) -> Figure:
     """
     if paired.empty:
         raise ValueError("the paired table is empty: no encoder shares test scans with 'random'")
-    rows = paired[paired["encoder"] != "resnet50"]
+    rows = paired[~paired["encoder"].isin(["resnet50", "voxels"])]
     present = list(dict.fromkeys(rows["mode"]))
     modes = [m for m in MODE_ORDER if m in present] + [m for m in present if m not in MODE_ORDER]
     keys = list(dict.fromkeys(zip(rows["task"], rows["encoder"])))
