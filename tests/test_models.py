@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torch.nn as nn
 
 from neurossl.models import (CheckpointError, MoEConfig, MoEMLP, build_decoder, build_encoder,
@@ -143,6 +144,23 @@ def test_patchify_token_k_holds_the_voxels_the_patch_embedding_sees_at_token_k()
         conv.proj.bias.zero_()
     x = torch.randn(2, chans, *IMG)
     torch.testing.assert_close(conv(x), patchify(x, 4, 8))
+
+
+def test_patch_embedding_equals_its_conv3d_forward_and_backward():
+    """The matmul form gives the Conv3d's output and weight gradients (checkpoints stay valid)."""
+    enc = build_encoder("vit_tiny", **{**TINY, "in_chans": 2})
+    embed = enc.patch_embed
+    x = torch.randn(2, 2, *IMG)
+    conv_out = F.conv3d(x, embed.proj.weight, embed.proj.bias, stride=embed.kernel).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(embed(x), conv_out, atol=1e-5, rtol=1e-5)
+    grads = []
+    for out in (embed(x), F.conv3d(x, embed.proj.weight, embed.proj.bias, stride=embed.kernel)):
+        embed.proj.weight.grad = None
+        out.square().sum().backward()
+        grads.append(embed.proj.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="whole number"):
+        embed(torch.randn(1, 2, IMG[0] + 1, *IMG[1:]))
 
 
 # ---------------------------------------------------------------- predictor and decoder
