@@ -2,6 +2,7 @@
 
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,8 +24,22 @@ from train_worker import make_trainer  # noqa: E402
 
 
 def run_worker(run_dir, out, *extra, env=None):
-    return subprocess.Popen([sys.executable, str(WORKER), str(run_dir), str(out), *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """The worker as a subprocess writing its output to ``<out>.<rank>.log``.
+
+    A file rather than a pipe: a test waits on one worker at a time, and a worker blocked on a
+    full, undrained pipe would stall the other DDP rank in its next collective.
+    """
+    log = Path(f"{out}.{(env or {}).get('RANK', '0')}.log")
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, str(WORKER), str(run_dir), str(out), *extra],
+                                env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
+    proc.log = log
+    return proc
+
+
+def output(proc) -> str:
+    """What a :func:`run_worker` process printed (for assertion messages)."""
+    return proc.log.read_text()
 
 
 def same_state(a: dict, b: dict) -> bool:
@@ -56,7 +71,7 @@ def test_training_runs_logs_and_checkpoints(tmp_path):
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full = run_worker(tmp_path / "full", tmp_path / "full.pt", env=env)
-    assert full.wait(timeout=120) == 0, full.stderr.read()
+    assert full.wait(timeout=120) == 0, output(full)
     victim = run_worker(tmp_path / "killed", tmp_path / "unused.pt", "--item-delay", "0.15", env=env)
     deadline = time.time() + 120
     while time.time() < deadline and len(ckpt.step_checkpoints(tmp_path / "killed" / "checkpoints")) < 2:
@@ -67,7 +82,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert done is not None and victim.returncode == -signal.SIGKILL
     assert int(done.stem.split("_")[1]) < 8, "the run finished before it was killed"
     resumed = run_worker(tmp_path / "killed", tmp_path / "resumed.pt", "--resume", env=env)
-    assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+    assert resumed.wait(timeout=120) == 0, output(resumed)
     assert same_state(torch.load(tmp_path / "full.pt"), torch.load(tmp_path / "resumed.pt"))
 
 
@@ -98,9 +113,20 @@ def test_nan_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_path):
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999).
+
+    A port from that range (what binding port 0 returns) can be drawn again as the ephemeral
+    source port of rank 1's own connection to it: a TCP self-connect that leaves both ranks
+    waiting on each other until the test times out.
+    """
+    for port in random.Random().sample(range(20000, 32000), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 # SimCLR and DINO-MIM (with KoLeo) gather the global batch for their batch-level losses.
@@ -113,7 +139,7 @@ def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = run_worker(tmp_path / "single", tmp_path / "single.pt", *steps, "--set",
                         "optim.batch_size=4", env=env)
-    assert single.wait(timeout=120) == 0, single.stderr.read()
+    assert single.wait(timeout=120) == 0, output(single)
     port = free_port()
     procs = []
     for rank in range(2):
@@ -121,7 +147,7 @@ def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
         procs.append(run_worker(tmp_path / "ddp", tmp_path / "ddp.pt", *steps, env=rank_env))
     for proc in procs:
-        assert proc.wait(timeout=180) == 0, proc.stderr.read()
+        assert proc.wait(timeout=180) == 0, "\n".join(output(p) for p in procs)
     a, b = torch.load(tmp_path / "single.pt"), torch.load(tmp_path / "ddp.pt")
     for key in a:
         if torch.is_tensor(a[key]) and a[key].is_floating_point():
