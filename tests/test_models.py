@@ -159,7 +159,7 @@ def test_patch_embedding_equals_its_conv3d_forward_and_backward():
         out.square().sum().backward()
         grads.append(embed.proj.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-5)
-    with pytest.raises(ValueError, match="whole number"):
+    with pytest.raises(ValueError, match="not a positive multiple"):
         embed(torch.randn(1, 2, IMG[0] + 1, *IMG[1:]))
 
 

@@ -2,8 +2,8 @@
 MLPs, and strict checkpoint loading / safetensors export."""
 
 from neurossl.models.checkpoint_io import CheckpointError, load_encoder, save_encoder
-from neurossl.models.decoder import MAEDecoder, build_decoder, patchify, unpatchify
-from neurossl.models.layers import grid_shape, sincos_pos_embed_3d
+from neurossl.models.decoder import MAEDecoder, build_decoder
+from neurossl.models.layers import grid_shape, patchify, sincos_pos_embed_3d, unpatchify
 from neurossl.models.moe import MoEConfig, MoEMLP
 from neurossl.models.predictor import PredictorViT, build_predictor
 from neurossl.models.vit import ENCODER_PRESETS, VisionTransformer3D, build_encoder

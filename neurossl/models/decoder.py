@@ -1,4 +1,4 @@
-"""MAE decoder and the voxel <-> token helpers ``patchify`` / ``unpatchify``.
+"""MAE decoder; the voxel <-> token helpers ``patchify`` / ``unpatchify`` live in ``layers``.
 
 The decoder is MAE's light transformer: visible tokens are projected to the decoder width,
 scattered back to their positions among learned mask tokens, given the decoder's own fixed
@@ -15,33 +15,6 @@ import torch
 import torch.nn as nn
 
 from neurossl.models.layers import as_triple, build_blocks, grid_shape, init_weights, sincos_pos_embed_3d
-
-
-def patchify(x: torch.Tensor, tubelet_size: int, patch_size: int) -> torch.Tensor:
-    """Volumes (B, C, D, H, W) -> tubelets (B, N, t * p * p * C).
-
-    Tokens come in the patch embedding's depth-major order; inside a tubelet the voxels are
-    ordered (t, p, p, C), channels last, as in MAE.
-    """
-    batch, chans = x.shape[:2]
-    gd, gh, gw = grid_shape(tuple(x.shape[2:]), patch_size, tubelet_size)
-    x = x.reshape(batch, chans, gd, tubelet_size, gh, patch_size, gw, patch_size)
-    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # (B, gd, gh, gw, t, p, p, C)
-    return x.reshape(batch, gd * gh * gw, tubelet_size * patch_size * patch_size * chans)
-
-
-def unpatchify(x: torch.Tensor, grid_size: tuple[int, int, int], tubelet_size: int,
-               patch_size: int) -> torch.Tensor:
-    """Exact inverse of :func:`patchify`: (B, N, t * p * p * C) -> (B, C, D, H, W)."""
-    batch, tokens, values = x.shape
-    gd, gh, gw = grid_size
-    chans, rest = divmod(values, tubelet_size * patch_size * patch_size)
-    if tokens != gd * gh * gw or rest:
-        raise ValueError(f"cannot unpatchify {tuple(x.shape)} into grid {grid_size} of "
-                         f"{tubelet_size} x {patch_size} x {patch_size} tubelets")
-    x = x.reshape(batch, gd, gh, gw, tubelet_size, patch_size, patch_size, chans)
-    x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, gd, t, gh, p, gw, p)
-    return x.reshape(batch, chans, gd * tubelet_size, gh * patch_size, gw * patch_size)
 
 
 class MAEDecoder(nn.Module):

@@ -40,6 +40,33 @@ def grid_shape(img_size: int | tuple[int, int, int], patch_size: int,
     return (depth // tubelet_size, height // patch_size, width // patch_size)
 
 
+def patchify(x: torch.Tensor, tubelet_size: int, patch_size: int) -> torch.Tensor:
+    """Volumes (B, C, D, H, W) -> tubelets (B, N, t * p * p * C).
+
+    Tokens come in the patch embedding's depth-major order; inside a tubelet the voxels are
+    ordered (t, p, p, C), channels last, as in MAE.
+    """
+    batch, chans = x.shape[:2]
+    gd, gh, gw = grid_shape(tuple(x.shape[2:]), patch_size, tubelet_size)
+    x = x.reshape(batch, chans, gd, tubelet_size, gh, patch_size, gw, patch_size)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # (B, gd, gh, gw, t, p, p, C)
+    return x.reshape(batch, gd * gh * gw, tubelet_size * patch_size * patch_size * chans)
+
+
+def unpatchify(x: torch.Tensor, grid_size: tuple[int, int, int], tubelet_size: int,
+               patch_size: int) -> torch.Tensor:
+    """Exact inverse of :func:`patchify`: (B, N, t * p * p * C) -> (B, C, D, H, W)."""
+    batch, tokens, values = x.shape
+    gd, gh, gw = grid_size
+    chans, rest = divmod(values, tubelet_size * patch_size * patch_size)
+    if tokens != gd * gh * gw or rest:
+        raise ValueError(f"cannot unpatchify {tuple(x.shape)} into grid {grid_size} of "
+                         f"{tubelet_size} x {patch_size} x {patch_size} tubelets")
+    x = x.reshape(batch, gd, gh, gw, tubelet_size, patch_size, patch_size, chans)
+    x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)  # (B, C, gd, t, gh, p, gw, p)
+    return x.reshape(batch, chans, gd * tubelet_size, gh * patch_size, gw * patch_size)
+
+
 def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     """``[sin(p w_i), cos(p w_i)]`` with ``w_i = 10000^(-2i / dim)``: positions (M,) -> (M, dim)."""
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
@@ -79,14 +106,10 @@ class PatchEmbed3D(nn.Module):
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=self.kernel, stride=self.kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, d, h, w = x.shape
         t, p, _ = self.kernel
-        if d % t or h % p or w % p:
-            raise ValueError(f"input {tuple(x.shape[2:])} is not a whole number of {t}x{p}x{p} tubelets")
-        x = x.reshape(b, c, d // t, t, h // p, p, w // p, p)
-        # (B, gd, gh, gw, C, t, p, p): the order of the flattened Conv3d weight (D, C, t, p, p)
-        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, -1, c * t * p * p)
-        return F.linear(x, self.proj.weight.flatten(1), self.proj.bias)
+        # the Conv3d weight (D, C, t, p, p) flattened in patchify's (t, p, p, C) voxel order
+        weight = self.proj.weight.permute(0, 2, 3, 4, 1).flatten(1)
+        return F.linear(patchify(x, t, p), weight, self.proj.bias)
 
 
 class Attention(nn.Module):
