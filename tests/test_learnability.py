@@ -11,7 +11,6 @@ undo the different intensity of the same tissue in T1w, T2w and FLAIR.
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 

@@ -69,6 +69,7 @@ class Evaluator:
         self.labels = index.set_index("scan_uid")["label"]
         self.device = resolve_device(cfg.train.device)
         self.tokens: dict[str, dict[str, torch.Tensor]] = {}
+        self.intensities: dict[str, np.ndarray] = {}  # scan_uid -> `voxels` baseline features
 
     # ----------------------------------------------------------------- data
     def volumes(self, frame: pd.DataFrame, train: bool, seed: int = 0) -> LabelledItems:
@@ -135,13 +136,20 @@ class Evaluator:
         proba, _ = predict(model, data["test"], self.device, e.batch_size)
         return proba
 
+    def intensity_features(self, frame: pd.DataFrame) -> np.ndarray:
+        """``voxels`` baseline features of ``frame``'s scans, computed once per scan: ``(N, F)``."""
+        missing = [u for u in dict.fromkeys(frame["scan_uid"]) if u not in self.intensities]
+        if missing:
+            rows = cached_intensity_features(self.cache_dir, missing, self.cfg.evaluate.voxel_size)
+            self.intensities.update(zip(missing, rows))
+        return np.stack([self.intensities[u] for u in frame["scan_uid"]])
+
     def fit_predict_voxels(self, task: Task, parts: dict[str, pd.DataFrame]) -> np.ndarray:
         """The ``voxels`` baseline: logistic regression on intensity features of train + val
         (its regularisation is chosen by inner cross-validation, so val is training data here)."""
         fit = pd.concat([parts["train"], parts["val"]], ignore_index=True)
-        x = {name: cached_intensity_features(self.cache_dir, f["scan_uid"].tolist(), self.cfg.evaluate.voxel_size)
-             for name, f in (("fit", fit), ("test", parts["test"]))}
-        return fit_predict_voxels(x["fit"], fit["y"].to_numpy(), x["test"], task.num_classes)
+        return fit_predict_voxels(self.intensity_features(fit), fit["y"].to_numpy(),
+                                  self.intensity_features(parts["test"]), task.num_classes)
 
     # ----------------------------------------------------------------- public
     def run(self, spec: EncoderSpec, task_name: str, mode: str) -> EvalOutput:

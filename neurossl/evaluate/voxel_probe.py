@@ -30,8 +30,7 @@ from neurossl.data.cache import read_index
 from neurossl.data.dataset import select_entries
 
 C_GRID = np.logspace(-3, 1, 5)  # inverse L2 strengths tried by the inner cross-validation
-
-
+INNER_FOLDS = 3  # of that cross-validation; every class needs this many training scans
 QUANTILES = np.linspace(0.01, 0.99, 25)  # of each channel's brain (non-zero) voxels
 
 
@@ -70,7 +69,7 @@ def cached_intensity_features(cache_dir: str | Path, scan_uids: list[str], size:
     return np.stack(rows) if rows else np.zeros((0, size**3 + len(QUANTILES)), dtype=np.float32)
 
 
-def voxel_probe(folds: int = 3) -> Pipeline:
+def voxel_probe(folds: int = INNER_FOLDS) -> Pipeline:
     """Standardise, then balanced logistic regression with C picked by ``folds``-fold CV."""
     logistic = LogisticRegression(class_weight="balanced", max_iter=5000)
     search = GridSearchCV(logistic, {"C": C_GRID}, cv=folds, scoring="neg_log_loss")
@@ -81,15 +80,14 @@ def fit_predict_voxels(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndar
                        num_classes: int) -> np.ndarray:
     """Fit :func:`voxel_probe` on ``(N, F)`` / ``(N,)`` and return ``(M, num_classes)`` probabilities.
 
-    Every class must occur in ``train_y`` at least as often as the inner folds (3), so that the
+    Every class must occur in ``train_y`` at least :data:`INNER_FOLDS` times, so that the
     probabilities have one column per class; otherwise a ValueError says which are short.
     """
     counts = np.bincount(train_y, minlength=num_classes)
-    folds = 3
-    if counts.min() < folds:
-        raise ValueError(f"the voxel probe needs >= {folds} training scans of every class "
+    if counts.min() < INNER_FOLDS:
+        raise ValueError(f"the voxel probe needs >= {INNER_FOLDS} training scans of every class "
                          f"(inner cross-validation); class counts are {counts.tolist()}")
-    probe = voxel_probe(folds).fit(train_x, train_y)
+    probe = voxel_probe().fit(train_x, train_y)
     return probe.predict_proba(test_x)
 
 
