@@ -199,6 +199,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     num_workers: int = 2
+    dist_timeout_s: int = 1800  # a collective that waits longer (a rank died or hangs) raises
     collapse_every: int = 50  # JEPA collapse monitor: std and effective rank of embeddings
     datasets: tuple[str, ...] = ()  # pretraining datasets of the split folder; () = all of them
     modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")  # CT for FM-CT (3 window channels)

@@ -7,6 +7,8 @@ deterministic random volumes and saves the final objective state to OUT.
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import signal
 import sys
 import time
 from pathlib import Path
@@ -44,7 +46,7 @@ def make_trainer(run_dir, objective="mae", extra=(), delay=0.0, n=16) -> Trainer
     """A smoke trainer over :class:`RandomVolumes` in ``run_dir``."""
     cfg = load_config("smoke", overrides=[*OVERRIDES, f"objective.name={objective}", *extra])
     torch.manual_seed(cfg.train.seed)
-    env = init_distributed("cpu")
+    env = init_distributed("cpu", cfg.train.dist_timeout_s)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     return Trainer(cfg, build_objective(cfg, SHAPE), RandomVolumes(n, delay), run_dir, env)
 
@@ -58,6 +60,8 @@ def main() -> int:
     parser.add_argument("--objective", default="mae")
     parser.add_argument("--set", dest="extra", action="append", default=[])
     args = parser.parse_args()
+    # a test that finds this worker hung sends SIGUSR1 first: the log then shows where it waits
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     torch.set_num_threads(1)
     trainer = make_trainer(args.run_dir, args.objective, args.extra, args.item_delay)
     if args.resume:

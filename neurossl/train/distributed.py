@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -37,8 +38,12 @@ def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def init_distributed(requested_device: str = "auto") -> DistEnv:
-    """Join the process group ``torchrun`` describes in the environment, or run alone."""
+def init_distributed(requested_device: str = "auto", timeout_s: float = 1800) -> DistEnv:
+    """Join the process group ``torchrun`` describes in the environment, or run alone.
+
+    ``timeout_s`` bounds every wait on the other ranks (joining, each collective): a rank that
+    died or hangs then stops the others with an error instead of leaving them blocked.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -47,7 +52,7 @@ def init_distributed(requested_device: str = "auto") -> DistEnv:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     return DistEnv(rank, world_size, local_rank, device)
 
 

@@ -70,7 +70,7 @@ def pretrain(cfg: Config, cache_dir: str | Path, splits_dir: str | Path, run_dir
     from neurossl.data.cache import read_index
 
     run_dir = Path(run_dir)
-    env = init_distributed(cfg.train.device)
+    env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     try:
         torch.manual_seed(cfg.train.seed)
         uids = pretraining_scans(splits_dir, read_index(cache_dir), cfg.train.datasets, cfg.train.modalities)
