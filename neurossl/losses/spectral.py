@@ -15,6 +15,7 @@ work (SL-MAE pays this cost on every spectral step).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -45,6 +46,14 @@ def high_pass_mask(
     radius = torch.sqrt(fd**2 + fh**2 + fw**2)
     # A 1 x 1 x 1 volume has only the DC term; the clamp avoids 0 / 0 there.
     return radius / radius.max().clamp_min(torch.finfo(torch.float64).tiny) >= cutoff
+
+
+@functools.lru_cache(maxsize=16)
+def _rfft_high_pass(shape: tuple[int, int, int], cutoff: float, device: torch.device) -> torch.Tensor:
+    """:func:`high_pass_mask` restricted to the ``rfftn`` bins, ``(D, H, W // 2 + 1)``, built
+    once per shape: building it costs as much as the loss's FFTs on a 64^3 batch."""
+    # fftn order: the first W // 2 + 1 bins of the last axis are rfftn's (|f| is the same)
+    return high_pass_mask(shape, cutoff, device)[..., : shape[-1] // 2 + 1].contiguous()
 
 
 def half_spectrum_multiplicity(width: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -93,8 +102,7 @@ def spectral_loss(
     if recon.dtype not in (torch.float32, torch.float64):
         recon, target = recon.float(), target.float()
     d, h, w = recon.shape[-3:]
-    # fftn order: the first W // 2 + 1 bins of the last axis are rfftn's (|f| is the same).
-    keep = high_pass_mask((d, h, w), cutoff, device=recon.device)[..., : w // 2 + 1]
+    keep = _rfft_high_pass((d, h, w), float(cutoff), recon.device)
     dims = (-3, -2, -1)
     mag_rec = torch.fft.rfftn(standardize_volumes(recon), dim=dims).abs() * keep
     mag_gt = torch.fft.rfftn(standardize_volumes(target), dim=dims).abs() * keep
