@@ -174,6 +174,7 @@ class ObjectiveConfig:
     vcr_beta: float = 0.1
     vcr_coeff: float = 1.0
     temperature: float = 0.1  # SimCLR NT-Xent
+    simclr_crop_scale: tuple[float, float] = (0.2, 1.0)  # SimCLR views: kept fraction of each axis
     proj_dim: int = 128
     dino_out_dim: int = 1024
     dino_head_hidden: int = 2048  # DINO head MLP width (DINO 2048)

@@ -65,6 +65,13 @@ def test_simclr_loss_falls_on_a_fixed_batch():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_simclr_crop_scale_comes_from_the_config():
+    assert SimCLR(cfg(), (1, *IMG)).views.crop_scale == (0.2, 1.0)  # the official release's
+    assert SimCLR(cfg("objective.simclr_crop_scale=[0.6, 1.0]"), (1, *IMG)).views == ViewSpec(crop_scale=(0.6, 1.0))
+    with pytest.raises(ValueError, match="crop_scale"):
+        SimCLR(cfg("objective.simclr_crop_scale=[0.0, 1.0]"), (1, *IMG))
+
+
 def test_simclr_ct_channels_and_monitor():
     obj = SimCLR(cfg(), (3, *IMG))
     data = batch(channels=3)

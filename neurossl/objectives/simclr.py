@@ -36,7 +36,7 @@ class SimCLR(Objective):
         self.student = encoder_from_config(cfg, input_shape)
         self.projector = ProjectionHead(self.student.embed_dim, o.proj_dim)
         self.temperature = o.temperature
-        self.views = views or ViewSpec()
+        self.views = views or ViewSpec(crop_scale=o.simclr_crop_scale)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Mean-pooled encoder tokens, ``(B, C, D, H, W) -> (B, embed_dim)``."""
