@@ -187,8 +187,9 @@ def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
     assert single.wait(timeout=120) == 0, output(single)
     failure = run_ddp(tmp_path / "ddp1", steps, env)
     if failure is not None:
-        # A fresh clone's CI saw a pair hang twice (not reproduced in 15 local runs); one retry on a new port keeps that from failing the suite, while a real
-        # fault (it fails every time) still fails here with both attempts' logs.
+        # A fresh clone's CI saw a pair hang twice (not reproduced in 15 local runs): one retry
+        # on a new port keeps that from failing the suite, while a real fault (it fails every
+        # time) still fails here with both attempts' logs.
         warnings.warn(f"DDP {objective}: first attempt failed, retrying: {failure}")
         second = run_ddp(tmp_path / "ddp2", steps, env)
         assert second is None, f"first attempt: {failure}\nsecond attempt: {second}"
