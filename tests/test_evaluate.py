@@ -9,9 +9,9 @@ from neurossl.config import load_config
 from neurossl.data.cache import read_index
 from neurossl.data.split_files import read_splits
 from neurossl.evaluate import run as run_module
-from neurossl.evaluate.backbones import random_twin, resolve_encoder
+from neurossl.evaluate.backbones import TokenClassifier, random_twin, resolve_encoder
 from neurossl.evaluate.fewshot import sample_per_class
-from neurossl.evaluate.fit import class_weights
+from neurossl.evaluate.fit import FitSettings, TokenItems, class_weights, fit_classifier, predict
 from neurossl.evaluate.heads import AttentiveProbe, LinearProbe, build_head
 from neurossl.evaluate.run import Evaluator
 from neurossl.evaluate.tasks import TASKS, fold_partitions, get_task, labelled, task_folds
@@ -69,6 +69,27 @@ def test_fewshot_draws_k_per_class_distinct_subjects_first():
     assert five[five["y"] == 0]["subject_id"].nunique() == 4
     with pytest.raises(ValueError, match="class 1 has 10 training volumes, fewer than 11"):
         sample_per_class(data, 11, seed=0)
+
+
+def test_fit_without_validation_runs_every_epoch_and_keeps_the_final_weights():
+    g = torch.Generator().manual_seed(0)
+    y = np.array([0, 1] * 16)
+    tokens = torch.randn(32, 4, 8, generator=g)
+    tokens[..., 0] += 3.0 * torch.tensor(y)[:, None].float()  # class 1: feature 0 raised
+    data = TokenItems(tokens, y)
+    settings = FitSettings(epochs=8, lr=5e-2, patience=1, batch_size=8)
+    torch.manual_seed(0)
+    model = TokenClassifier(LinearProbe(8, 2))
+    info = fit_classifier(model, data, None, y, 2, settings, torch.device("cpu"))
+    assert info["epochs_run"] == 8 and info["best_epoch"] == 7 and np.isnan(info["best_val_loss"])
+    proba, labels = predict(model, data, torch.device("cpu"))
+    assert (proba.argmax(1) == labels).mean() > 0.9  # trained: an untrained probe is near 0.5
+    # the same recipe again: the same final weights (the loop seeds itself)
+    torch.manual_seed(0)
+    again = TokenClassifier(LinearProbe(8, 2))
+    fit_classifier(again, data, None, y, 2, settings, torch.device("cpu"))
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b)
 
 
 def test_class_weights_balance_classes():

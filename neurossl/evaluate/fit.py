@@ -2,7 +2,8 @@
 
 Every model here maps a batch dict to logits ``(B, K)``; the loop trains it with AdamW under a
 warm-up + cosine learning rate, picks the epoch with the lowest validation loss (early stopping
-with patience) and restores those weights. The test split never enters this module.
+with patience) and restores those weights; without a validation split it trains the fixed number
+of epochs and keeps the final weights. The test split never enters this module.
 """
 
 from __future__ import annotations
@@ -154,11 +155,13 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dat
     return float(np.mean(losses))
 
 
-def fit_classifier(model: nn.Module, train: Dataset, val: Dataset, train_y: np.ndarray,
+def fit_classifier(model: nn.Module, train: Dataset, val: Dataset | None, train_y: np.ndarray,
                    num_classes: int, settings: FitSettings, device: torch.device) -> dict:
     """Train ``model`` on ``train``, early-stop on the loss of ``val``; keeps the best weights.
 
-    Returns ``{"best_epoch", "best_val_loss", "epochs_run"}``.
+    With ``val=None`` every one of ``settings.epochs`` runs and the final weights are kept (a
+    fixed recipe, for data too small to spare a validation split).
+    Returns ``{"best_epoch", "best_val_loss", "epochs_run"}`` (NaN loss without ``val``).
     """
     torch.manual_seed(settings.seed)
     model.to(device)
@@ -171,6 +174,9 @@ def fit_classifier(model: nn.Module, train: Dataset, val: Dataset, train_y: np.n
     epoch = 0
     for epoch in bar:
         train_loss = train_epoch(model, optimizer, train, settings, epoch, total, device, weights)
+        if val is None:
+            bar.set_postfix(train=f"{train_loss:.3f}")
+            continue
         val_loss = validation_loss(model, val, device, weights, settings)
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
         if val_loss < best["loss"] - 1e-6:
@@ -178,5 +184,7 @@ def fit_classifier(model: nn.Module, train: Dataset, val: Dataset, train_y: np.n
         elif epoch - best["epoch"] >= settings.patience:
             break
     bar.close()
+    if val is None:
+        return {"best_epoch": epoch, "best_val_loss": math.nan, "epochs_run": epoch + 1}
     model.load_state_dict(best["state"])
     return {"best_epoch": best["epoch"], "best_val_loss": best["loss"], "epochs_run": epoch + 1}
