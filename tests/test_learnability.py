@@ -18,6 +18,7 @@ tissue in T1w, T2w and FLAIR.
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -62,11 +63,13 @@ def learnability_cohort(tmp_path_factory) -> tuple[Path, Path]:
 RESNET_RECIPE = FitSettings(epochs=12, lr=1e-3, warmup_epochs=1, batch_size=8, desc="resnet50")
 
 
-def task_scans(cache: Path, task: Task, contrast: str) -> pd.DataFrame:
-    """The cached ``contrast`` scans of ``task``'s dataset that carry one of its labels."""
+def task_scans(cache: Path, task: Task, contrast: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``(scans, y, subjects)``: the cached ``contrast`` scans of ``task``'s dataset that carry
+    one of its labels, their class indices and subject IDs."""
     index = read_index(cache)
-    return index[(index["status"] == "ok") & (index["dataset"] == task.dataset)
-                 & (index["modality"] == contrast) & index["label"].isin(list(task.label_map))]
+    scans = index[(index["status"] == "ok") & (index["dataset"] == task.dataset)
+                  & (index["modality"] == contrast) & index["label"].isin(list(task.label_map))]
+    return scans, scans["label"].map(task.label_map).to_numpy(), scans["subject_id"].to_numpy()
 
 
 def out_of_fold_auc(cache: Path, config: Path, task_name: str, contrast: str):
@@ -74,10 +77,8 @@ def out_of_fold_auc(cache: Path, config: Path, task_name: str, contrast: str):
     ``contrast`` scans of a task."""
     cfg = load_config("smoke", config)
     task = get_task(task_name)
-    scans = task_scans(cache, task, contrast)
+    scans, y, subjects = task_scans(cache, task, contrast)
     x = cached_intensity_features(cache, scans["scan_uid"].tolist(), cfg.evaluate.voxel_size)
-    y = scans["label"].map(task.label_map).to_numpy()
-    subjects = scans["subject_id"].to_numpy()
     proba = cross_validated_voxels(x, y, subjects, task.num_classes)
     return bootstrap_ci(y, proba, "roc_auc", n_boot=1000, groups=subjects)
 
@@ -87,9 +88,7 @@ def resnet_holdout_auc(cache: Path, config: Path, task_name: str, contrast: str)
     :data:`RESNET_RECIPE` on two thirds of the subjects (first of 3 stratified, grouped folds)."""
     cfg = load_config("smoke", config)
     task = get_task(task_name)
-    scans = task_scans(cache, task, contrast)
-    y = scans["label"].map(task.label_map).to_numpy()
-    subjects = scans["subject_id"].to_numpy()
+    scans, y, subjects = task_scans(cache, task, contrast)
     train, test = next(StratifiedGroupKFold(3, shuffle=True, random_state=0).split(y, y, subjects))
 
     def items(rows):
@@ -105,27 +104,23 @@ def resnet_holdout_auc(cache: Path, config: Path, task_name: str, contrast: str)
     return bootstrap_ci(y[test], proba, "roc_auc", n_boot=1000, groups=subjects[test])
 
 
+# reader -> (its AUC, the lowest bound of a disease CI, the widest |AUC - 0.5| for autism): the
+# ResNet is tested on a third of the scans, so its intervals are wider than the voxel probe's
+READERS = {"voxels": (out_of_fold_auc, 0.6, 0.2), "resnet50": (resnet_holdout_auc, 0.5, 0.25)}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("task, contrast", [("cognition_nc_vs_ad", "T1w"), ("glioma_grade2_vs_34", "FLAIR")])
-def test_disease_signals_are_read_well_above_chance(learnability_cohort, task, contrast):
-    ci = out_of_fold_auc(*learnability_cohort, task, contrast)
-    assert ci.low > 0.6 and ci.point > 0.75, ci
+def test_disease_signals_are_read_well_above_chance(learnability_cohort, reader, task, contrast):
+    read, min_low, _ = READERS[reader]
+    ci = read(*learnability_cohort, task, contrast)
+    assert ci.low > min_low and ci.point > 0.75, ci
 
 
 @pytest.mark.slow
-def test_autism_stays_near_chance(learnability_cohort):
-    ci = out_of_fold_auc(*learnability_cohort, "autism_asd_vs_td", "T1w")
-    assert ci.low < 0.5 < ci.high and abs(ci.point - 0.5) < 0.2, ci
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("task, contrast", [("cognition_nc_vs_ad", "T1w"), ("glioma_grade2_vs_34", "FLAIR")])
-def test_resnet50_from_scratch_beats_chance_on_disease(learnability_cohort, task, contrast):
-    ci = resnet_holdout_auc(*learnability_cohort, task, contrast)
-    assert ci.low > 0.5 and ci.point > 0.75, ci
-
-
-@pytest.mark.slow
-def test_resnet50_from_scratch_stays_near_chance_on_autism(learnability_cohort):
-    ci = resnet_holdout_auc(*learnability_cohort, "autism_asd_vs_td", "T1w")
-    assert ci.low < 0.5 < ci.high and abs(ci.point - 0.5) < 0.25, ci
+@pytest.mark.parametrize("reader", READERS)
+def test_autism_stays_near_chance(learnability_cohort, reader):
+    read, _, max_gap = READERS[reader]
+    ci = read(*learnability_cohort, "autism_asd_vs_td", "T1w")
+    assert ci.low < 0.5 < ci.high and abs(ci.point - 0.5) < max_gap, ci
