@@ -159,6 +159,23 @@ class OptimConfig:
 
 
 @dataclass
+class ViewConfig:
+    """Strength of the random 3-D views of SimCLR and DINO-MIM (:mod:`neurossl.objectives.views`).
+
+    The defaults follow the 3D-Neuro-SimCLR release's augmentation chain (see that module).
+    """
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # kept fraction of EACH axis, drawn per axis
+    flip_prob: tuple[float, float, float] = (0.5, 0.5, 0.5)  # per axis (D, H, W)
+    rotation_deg: float = 10.0  # each of the three angles ~ U(-deg, deg)
+    jitter_prob: float = 0.8  # gamma, contrast and brightness are applied together with this p
+    brightness: float = 0.5  # shift ~ U(-b, b), in the view's foreground stds
+    contrast: float = 0.25  # factor ~ U(1 - c, 1 + c) around the foreground mean
+    gamma: tuple[float, float] = (0.5, 1.5)  # exponent on the min-max-normalised foreground
+    noise_std: float = 0.1  # Gaussian noise std ~ U(0, noise_std), in foreground stds
+
+
+@dataclass
 class ObjectiveConfig:
     """Per-objective settings; each objective reads only its own fields."""
 
@@ -174,7 +191,7 @@ class ObjectiveConfig:
     vcr_beta: float = 0.1
     vcr_coeff: float = 1.0
     temperature: float = 0.1  # SimCLR NT-Xent
-    simclr_crop_scale: tuple[float, float] = (0.2, 1.0)  # SimCLR views: kept fraction of each axis
+    simclr_views: ViewConfig = field(default_factory=ViewConfig)
     proj_dim: int = 128
     dino_out_dim: int = 1024
     dino_head_hidden: int = 2048  # DINO head MLP width (DINO 2048)
@@ -182,6 +199,9 @@ class ObjectiveConfig:
     dino_teacher_temp: float = 0.04
     dino_student_temp: float = 0.1
     dino_local_crops: int = 2
+    # DINO's global crops keep 40-100 % of the image area; a similar share of a volume is about
+    # 70-100 % of each axis. The local views are boxes of these views' tokens.
+    dino_views: ViewConfig = field(default_factory=lambda: ViewConfig(crop_scale=(0.7, 1.0)))
     dino_centering: str = "center"  # center (DINO, iBOT) | sinkhorn (Sinkhorn-Knopp, DINOv2)
     mim_weight: float = 1.0
     koleo_weight: float = 0.0  # DINOv2's KoLeo on the student's pooled global views (DINOv2 0.1; FM-CT 0)

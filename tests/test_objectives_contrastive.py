@@ -9,7 +9,8 @@ from neurossl.masks import indices_to_mask
 from neurossl.objectives.base import StepInfo
 from neurossl.objectives.dino_mim import DINOMIM
 from neurossl.objectives.simclr import SimCLR
-from neurossl.objectives.views import ViewSpec, random_view
+from neurossl.config import ConfigError, ViewConfig
+from neurossl.objectives.views import random_view
 
 IMG = (16, 32, 32)
 TINY = ["model.name=vit_tiny", "model.patch_size=8", "model.tubelet_size=4", "model.embed_dim=48",
@@ -48,8 +49,8 @@ def test_simclr_loss_falls_on_a_fixed_batch():
     # Mild views: the default ones (flips on every axis, crops down to 20 % per axis) are a task
     # a tiny ViT cannot start to solve within 15 steps; here the point is that the objective's
     # gradient reaches the encoder and the projector and lowers NT-Xent.
-    mild = ViewSpec(crop_scale=(0.8, 1.0), flip_prob=(0.0, 0.0, 0.0), rotation_deg=5.0,
-                    brightness=0.1, contrast=0.1, gamma=(0.9, 1.1), noise_std=0.05)
+    mild = ViewConfig(crop_scale=(0.8, 1.0), flip_prob=(0.0, 0.0, 0.0), rotation_deg=5.0,
+                      brightness=0.1, contrast=0.1, gamma=(0.9, 1.1), noise_std=0.05)
     obj = SimCLR(cfg("objective.temperature=0.1"), (1, *IMG), views=mild)
     opt = torch.optim.AdamW(obj.parameters(), lr=1e-3)
     coarse = torch.randn(4, 1, 2, 4, 4, generator=torch.Generator().manual_seed(0))
@@ -65,12 +66,18 @@ def test_simclr_loss_falls_on_a_fixed_batch():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_simclr_crop_scale_comes_from_the_config():
-    assert SimCLR(cfg(), (1, *IMG)).views.crop_scale == (0.2, 1.0)  # the official release's
-    milder = SimCLR(cfg("objective.simclr_crop_scale=[0.6, 1.0]"), (1, *IMG))
-    assert milder.views == ViewSpec(crop_scale=(0.6, 1.0))
-    with pytest.raises(ValueError, match="crop_scale"):
-        SimCLR(cfg("objective.simclr_crop_scale=[0.0, 1.0]"), (1, *IMG))
+def test_view_strength_comes_from_the_config():
+    assert SimCLR(cfg(), (1, *IMG)).views == ViewConfig()  # the official release's chain
+    assert dino_mim().views.crop_scale == (0.7, 1.0)  # DINO's global crops
+    milder = SimCLR(cfg("objective.simclr_views.crop_scale=[0.6, 1.0]",
+                        "objective.simclr_views.jitter_prob=0.0"), (1, *IMG))
+    assert milder.views == ViewConfig(crop_scale=(0.6, 1.0), jitter_prob=0.0)
+    plain = DINOMIM(cfg("objective.dino_views.rotation_deg=0.0"), (1, *IMG))
+    assert plain.views.rotation_deg == 0.0 and plain.views.crop_scale == (0.7, 1.0)
+    with pytest.raises(ConfigError, match=r"'objective\.simclr_views\.crop_scale'"):
+        SimCLR(cfg("objective.simclr_views.crop_scale=[0.0, 1.0]"), (1, *IMG))
+    with pytest.raises(ConfigError, match="crop_scal"):
+        cfg("objective.simclr_views.crop_scal=[0.5, 1.0]")
 
 
 def test_simclr_ct_channels_and_monitor():

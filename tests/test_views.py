@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from neurossl.objectives.base import StepInfo
-from neurossl.objectives.views import (ViewSpec, apply_view, random_token_box, random_view,
+from neurossl.config import ConfigError, ViewConfig
+from neurossl.objectives.views import (apply_view, check_views, random_token_box, random_view,
                                        sample_view_params, token_box_indices)
 
 IMG = (16, 32, 32)
 # Geometry only: no rotation, no flips, no intensity change.
-PLAIN = ViewSpec(crop_scale=(1.0, 1.0), flip_prob=(0.0, 0.0, 0.0), rotation_deg=0.0,
-                 jitter_prob=0.0, noise_std=0.0)
+PLAIN = ViewConfig(crop_scale=(1.0, 1.0), flip_prob=(0.0, 0.0, 0.0), rotation_deg=0.0,
+                   jitter_prob=0.0, noise_std=0.0)
 
 
 def info(seed=0, rank=0, world_size=1):
@@ -26,9 +27,9 @@ def volumes(batch=4, channels=1, seed=0):
 
 def test_views_are_deterministic_for_a_seed_and_differ_across_volumes_and_seeds():
     same = volumes(1).expand(4, -1, -1, -1, -1).contiguous()  # four copies of one volume
-    a = random_view(same, ViewSpec(), info(seed=3), IMG)
-    b = random_view(same, ViewSpec(), info(seed=3), IMG)
-    c = random_view(same, ViewSpec(), info(seed=4), IMG)
+    a = random_view(same, ViewConfig(), info(seed=3), IMG)
+    b = random_view(same, ViewConfig(), info(seed=3), IMG)
+    c = random_view(same, ViewConfig(), info(seed=4), IMG)
     assert a.shape == (4, 1, *IMG) and a.dtype == torch.float32
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.allclose(a, c)
@@ -40,7 +41,7 @@ def test_views_are_deterministic_for_a_seed_and_differ_across_volumes_and_seeds(
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_rank_gets_rows_r_of_the_global_batch_view(world_size):
     """Views drawn for B * W volumes then sliced: rank r's view equals rows r::W of the global one."""
-    spec = ViewSpec()
+    spec = ViewConfig()
     images = volumes(2 * world_size, channels=3)
     whole = random_view(images, spec, info(seed=7), IMG)
     for rank in range(world_size):
@@ -113,6 +114,36 @@ def test_intensity_jitter_and_noise_change_values_per_channel_scale():
     residual = random_view(scaled, noisy, info(), IMG) - scaled
     ratio = residual[:, 1].std() / residual[:, 0].std()
     assert 5.0 < ratio < 20.0
+
+
+def test_intensity_jitter_leaves_the_zero_background_alone():
+    """Gamma, contrast and brightness act on the foreground (non-zero voxels) only, with the
+    foreground's own statistics: a skull-stripped volume keeps its 0 background, as a real scan
+    would. Brightness alone is a known value: a shift of ``brightness * std(foreground)``."""
+    images = volumes(2).abs() + 1.0
+    images[:, :, :, :8] = 0.0  # a background slab
+    shift_only = dataclasses.replace(PLAIN, jitter_prob=1.0, gamma=(1.0, 1.0), contrast=0.0)
+    params = sample_view_params(shift_only, 2, IMG, torch.Generator().manual_seed(2))
+    shift = apply_view(images, params, IMG) - images
+    for i in range(2):
+        fg = images[i] != 0
+        assert torch.equal(shift[i][~fg], torch.zeros_like(shift[i][~fg]))
+        expected = params.brightness[i] * images[i][fg].std(correction=0)
+        torch.testing.assert_close(shift[i][fg], expected.expand(int(fg.sum())), atol=1e-4, rtol=0)
+    full = random_view(images, dataclasses.replace(PLAIN, jitter_prob=1.0), info(seed=2), IMG)
+    assert torch.equal(full[:, :, :, :8], torch.zeros_like(full[:, :, :, :8]))
+    assert not torch.allclose(full[:, :, :, 8:], images[:, :, :, 8:], atol=1e-3)
+
+
+@pytest.mark.parametrize("field, value", [("crop_scale", (0.0, 1.0)), ("crop_scale", (0.8, 0.5)),
+                                          ("flip_prob", (0.5, 0.5)), ("flip_prob", (0.5, 1.5, 0.5)),
+                                          ("jitter_prob", 1.2), ("gamma", (0.0, 1.0)),
+                                          ("rotation_deg", -1.0), ("noise_std", -0.1)])
+def test_bad_view_settings_are_config_errors_naming_the_field(field, value):
+    spec = dataclasses.replace(ViewConfig(), **{field: value})
+    with pytest.raises(ConfigError, match=rf"'objective\.simclr_views\.{field}'"):
+        check_views(spec, "objective.simclr_views")
+    assert check_views(ViewConfig()) == ViewConfig()
 
 
 def test_token_boxes_are_contiguous_boxes_sliced_per_rank():

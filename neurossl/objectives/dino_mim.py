@@ -43,11 +43,8 @@ from neurossl.objectives.base import Objective, StepInfo
 from neurossl.objectives.common import (ema_momentum, ema_update, encoder_from_config, gather_global,
                                         global_masks, make_teacher, mask_generator_from_config)
 from neurossl.objectives.heads import DINOHead
-from neurossl.objectives.views import ViewSpec, random_token_box, random_view
-
-# DINO's global crops keep 40-100 % of the image area; a similar share of a volume is about
-# 70-100 % of each axis.
-GLOBAL_VIEWS = ViewSpec(crop_scale=(0.7, 1.0))
+from neurossl.config import ViewConfig
+from neurossl.objectives.views import check_views, random_token_box, random_view
 
 
 class DINOMIM(Objective):
@@ -57,7 +54,8 @@ class DINOMIM(Objective):
         cfg: reads ``objective.dino_*``, ``objective.mim_weight``, ``model.predictor_*``,
             ``masking`` and ``optim.ema``.
         input_shape: ``(C, D, H, W)`` of the volumes.
-        views: augmentation of the global views and of the local views' source volumes.
+        views: augmentation of the global views and of the local views' source volumes
+            (default ``objective.dino_views``).
         local_scale: range of the fraction of each token-grid axis a local view keeps.
         center_momentum: EMA momentum of both centres (DINO 0.9).
     """
@@ -65,7 +63,7 @@ class DINOMIM(Objective):
     name = "dino_mim"
 
     def __init__(self, cfg: Config, input_shape: tuple[int, int, int, int],
-                 views: ViewSpec = GLOBAL_VIEWS, local_scale: tuple[float, float] = (0.4, 0.6),
+                 views: ViewConfig | None = None, local_scale: tuple[float, float] = (0.4, 0.6),
                  center_momentum: float = 0.9):
         super().__init__()
         o, m = cfg.objective, cfg.model
@@ -87,7 +85,8 @@ class DINOMIM(Objective):
         self.temps = (o.dino_student_temp, o.dino_teacher_temp)
         self.local_crops, self.mim_weight, self.ema = o.dino_local_crops, o.mim_weight, cfg.optim.ema
         self.koleo_weight = o.koleo_weight
-        self.views, self.local_scale = views, local_scale
+        self.views = check_views(views or o.dino_views, "objective.dino_views")
+        self.local_scale = local_scale
         self.train()
 
     def teachers(self) -> list[tuple[torch.nn.Module, torch.nn.Module]]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import torch
 
-from neurossl.config import Config
+from neurossl.config import Config, ViewConfig
 from neurossl.losses import effective_rank, nt_xent, per_dim_std
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.objectives.common import encoder_from_config, gather_global
 from neurossl.objectives.heads import ProjectionHead
-from neurossl.objectives.views import ViewSpec, random_view
+from neurossl.objectives.views import check_views, random_view
 
 
 class SimCLR(Objective):
@@ -30,13 +30,13 @@ class SimCLR(Objective):
     name = "simclr"
 
     def __init__(self, cfg: Config, input_shape: tuple[int, int, int, int],
-                 views: ViewSpec | None = None):
+                 views: ViewConfig | None = None):
         super().__init__()
         o = cfg.objective
         self.student = encoder_from_config(cfg, input_shape)
         self.projector = ProjectionHead(self.student.embed_dim, o.proj_dim)
         self.temperature = o.temperature
-        self.views = views or ViewSpec(crop_scale=o.simclr_crop_scale)
+        self.views = check_views(views or o.simclr_views, "objective.simclr_views")
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Mean-pooled encoder tokens, ``(B, C, D, H, W) -> (B, embed_dim)``."""

@@ -6,18 +6,24 @@ A view is drawn in two parts, both on the batch's device and batched over volume
    (each axis an independent fraction of the volume, so this is also the scale / aspect part of
    the affine), a random rotation about each axis (in voxel units, so an anisotropic grid is not
    sheared), and random flips (a negative axis scale), resampled (trilinear) to ``out_size``;
-2. intensity, per volume and channel: gamma on the min-max-normalised view, contrast around the
-   mean, a brightness shift (these three together with probability ``jitter_prob``), then
-   additive Gaussian noise. Shifts and noise are in units of the view's own per-channel std, so
-   one setting suits z-scored MRI (std 1) and CT's [0, 1] window channels alike.
+2. intensity, per volume and channel: gamma on the min-max-normalised foreground, contrast around
+   its mean, a brightness shift (these three together with probability ``jitter_prob``), then
+   additive Gaussian noise. Shifts and noise are in units of the view's own per-channel
+   foreground std, so one setting suits z-scored MRI (std 1) and CT's [0, 1] window channels alike.
+   The foreground is every non-zero voxel: preprocessing leaves the background at exactly 0
+   (skull-stripped MRI, air below every CT window) and the jitter leaves it there, since no scan
+   has a bright background. Shifting it too would move every background token of a view by one
+   random constant, a nuisance larger than the anatomy that tells volumes apart.
 
-Defaults follow the 3D-Neuro-SimCLR release (MONAI chain: random-size crop of at least ~20 % of
-each axis resized back, flip p 0.5, rotation, intensity shift +-0.5 and gamma 0.5-1.5 each with
-p 0.8), with three deliberate changes: rotations are small (10 degrees per axis, the official
-mjepa augmentation) rather than 45 degrees about one axis; every axis may flip, since
-preprocessing already picks the slice axis of near-isotropic volumes at random, so no array axis
-has a fixed anatomical meaning; and weak Gaussian noise is added. Padding is 0, the background
-value after preprocessing (see ``neurossl.data.augment``).
+The strengths are a :class:`neurossl.config.ViewConfig` (``objective.simclr_views``,
+``objective.dino_views``). Defaults follow the 3D-Neuro-SimCLR release (MONAI chain: random-size
+crop of at least ~20 % of each axis resized back, flip p 0.5, rotation, intensity shift +-0.5 and
+gamma 0.5-1.5 each with p 0.8), with four deliberate changes: rotations are small (10 degrees per
+axis, the official mjepa augmentation) rather than 45 degrees about one axis; every axis may flip,
+since preprocessing already picks the slice axis of near-isotropic volumes at random, so no array
+axis has a fixed anatomical meaning; weak Gaussian noise is added; and the intensity jitter spares
+the background (above). Padding is 0, the background value after preprocessing (see
+``neurossl.data.augment``).
 
 Reproducibility: every parameter is drawn from ``StepInfo.generator`` for the GLOBAL batch
 (``B * world_size`` volumes) and each rank keeps its rows (``StepInfo.local_rows``), so a view
@@ -35,41 +41,26 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from neurossl.config import ConfigError, ViewConfig
 from neurossl.objectives.base import StepInfo
 
 
-@dataclass(frozen=True)
-class ViewSpec:
-    """How strong a random view is.
-
-    Attributes:
-        crop_scale: range of the kept fraction of EACH axis (drawn independently per axis).
-        flip_prob: probability of a flip along ``(D, H, W)``.
-        rotation_deg: each of the three rotation angles ~ U(-deg, deg).
-        jitter_prob: probability that gamma, contrast and brightness are applied to a volume.
-        brightness: shift ~ U(-b, b) per-channel stds.
-        contrast: factor ~ U(1 - c, 1 + c) around the per-channel mean.
-        gamma: exponent range, applied to the min-max-normalised view.
-        noise_std: noise std ~ U(0, noise_std) per-channel stds (as MONAI's RandGaussianNoise).
-    """
-
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    flip_prob: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    rotation_deg: float = 10.0
-    jitter_prob: float = 0.8
-    brightness: float = 0.5
-    contrast: float = 0.25
-    gamma: tuple[float, float] = (0.5, 1.5)
-    noise_std: float = 0.1
-
-    def __post_init__(self):
-        lo, hi = self.crop_scale
-        if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
-        if len(self.flip_prob) != 3:
-            raise ValueError(f"flip_prob needs one probability per axis (D, H, W), got {self.flip_prob}")
-        if not 0.0 < self.gamma[0] <= self.gamma[1]:
-            raise ValueError(f"gamma must satisfy 0 < lo <= hi, got {self.gamma}")
+def check_views(spec: ViewConfig, key: str = "views") -> ViewConfig:
+    """``spec`` unchanged, or a :class:`ConfigError` naming ``key`` and the bad field."""
+    lo, hi = spec.crop_scale
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ConfigError(f"'{key}.crop_scale' must satisfy 0 < lo <= hi <= 1, got {spec.crop_scale}")
+    if len(spec.flip_prob) != 3 or not all(0.0 <= p <= 1.0 for p in spec.flip_prob):
+        raise ConfigError(f"'{key}.flip_prob' needs one probability in [0, 1] per axis (D, H, W), "
+                          f"got {spec.flip_prob}")
+    if not 0.0 <= spec.jitter_prob <= 1.0:
+        raise ConfigError(f"'{key}.jitter_prob' must lie in [0, 1], got {spec.jitter_prob}")
+    if not 0.0 < spec.gamma[0] <= spec.gamma[1]:
+        raise ConfigError(f"'{key}.gamma' must satisfy 0 < lo <= hi, got {spec.gamma}")
+    negative = [f for f in ("rotation_deg", "brightness", "contrast", "noise_std") if getattr(spec, f) < 0]
+    if negative:
+        raise ConfigError(f"'{key}.{negative[0]}' must be >= 0, got {getattr(spec, negative[0])}")
+    return spec
 
 
 @dataclass
@@ -117,7 +108,7 @@ def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
     return rz @ ry @ rx
 
 
-def sample_view_params(spec: ViewSpec, batch: int, in_size: tuple[int, int, int],
+def sample_view_params(spec: ViewConfig, batch: int, in_size: tuple[int, int, int],
                        generator: torch.Generator) -> ViewParams:
     """Draw one view's parameters for ``batch`` volumes of ``in_size = (D, H, W)`` voxels (CPU).
 
@@ -147,9 +138,19 @@ def sample_view_params(spec: ViewSpec, batch: int, in_size: tuple[int, int, int]
     return ViewParams(theta, jitter, gamma, contrast, brightness, noise_std, noise_seed)
 
 
-def _channel_stats(x: torch.Tensor, dims=(2, 3, 4)):
-    return (x.mean(dim=dims, keepdim=True), x.std(dim=dims, keepdim=True).clamp_min(1e-6),
-            x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True))
+def _foreground_stats(x: torch.Tensor, foreground: torch.Tensor):
+    """Per volume and channel mean, std, min and max of ``x`` over its ``foreground`` voxels,
+    each ``(B, C, 1, 1, 1)`` (all zeros for a channel without foreground)."""
+    dims = (2, 3, 4)
+    weight = foreground.to(x.dtype)
+    count = weight.sum(dim=dims, keepdim=True).clamp_min(1.0)
+    mean = (x * weight).sum(dim=dims, keepdim=True) / count
+    var = ((x - mean).square() * weight).sum(dim=dims, keepdim=True) / count
+    lo = x.masked_fill(~foreground, float("inf")).amin(dim=dims, keepdim=True)
+    hi = x.masked_fill(~foreground, float("-inf")).amax(dim=dims, keepdim=True)
+    empty = ~foreground.any(dim=2, keepdim=True).any(dim=3, keepdim=True).any(dim=4, keepdim=True)
+    lo, hi = lo.masked_fill(empty, 0.0), hi.masked_fill(empty, 0.0)
+    return mean, var.sqrt().clamp_min(1e-6), lo, hi
 
 
 def _gaussian_noise(like: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,8 @@ def apply_view(images: torch.Tensor, params: ViewParams, out_size: tuple[int, in
     grid = F.affine_grid(params.theta.to(device), [b, c, *out_size], align_corners=False)
     x = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    mean, std, lo, hi = _channel_stats(x)
+    foreground = x != 0
+    mean, std, lo, hi = _foreground_stats(x, foreground)
     row = (-1, 1, 1, 1, 1)
     gamma, contrast, brightness, noise_std, jitter = (
         p.to(device).view(row) for p in (params.gamma, params.contrast, params.brightness,
@@ -184,13 +186,13 @@ def apply_view(images: torch.Tensor, params: ViewParams, out_size: tuple[int, in
     span = (hi - lo).clamp_min(1e-6)
     jittered = ((x - lo) / span).clamp(0, 1).pow(gamma) * span + lo
     jittered = (jittered - mean) * contrast + mean + brightness * std
-    x = torch.where(jitter, jittered, x)
+    x = torch.where(jitter & foreground, jittered, x)
     if bool((params.noise_std > 0).any()):
         x = x + _gaussian_noise(x, params.noise_seed) * noise_std * std
     return x
 
 
-def random_view(images: torch.Tensor, spec: ViewSpec, info: StepInfo,
+def random_view(images: torch.Tensor, spec: ViewConfig, info: StepInfo,
                 out_size: tuple[int, int, int]) -> torch.Tensor:
     """One random view of this rank's volumes ``(B, C, D, H, W) -> (B, C, *out_size)``, its
     parameters drawn from ``info.generator`` for the global batch ``B * world_size``."""
