@@ -5,12 +5,12 @@ student's softened by a higher one; the loss is the cross-entropy of the teacher
 under the student's. The teacher temperature warm-up DINO uses is the caller's schedule.
 
 Instead of centring, the teacher's distributions can be balanced by Sinkhorn-Knopp
-(:func:`sinkhorn_knopp`, DINOv2's choice): pass ``center=None``. Centring removes the batch-mean
-logit but leaves the per-sample differences as they are; when the teacher's outputs for different
-volumes barely differ (a young model on a small, homogeneous cohort such as the demo's head CTs),
-centred targets drift to the uniform distribution and the student learns nothing from them.
-Sinkhorn-Knopp instead spreads the batch evenly over the prototypes, so every target stays
-specific to its volume.
+(:func:`sinkhorn_knopp`, DINOv2's choice): pass ``center=None``. Centring subtracts a running mean
+of the teacher's logits that starts at 0: until it has caught up, the targets are sharper than
+the teacher's outputs warrant, and once it has, targets drift to uniform when the teacher's
+outputs for different volumes barely differ (a young model on a small, homogeneous cohort such as
+the demo's head CTs), so a short run's loss climbs towards log K. Sinkhorn-Knopp balances each
+batch on its own, with no running state and so no such transient.
 """
 
 from __future__ import annotations

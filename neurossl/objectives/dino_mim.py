@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import torch
 
-from neurossl.config import Config
+from neurossl.config import Config, ViewConfig
 from neurossl.losses import (Centering, dino_loss, effective_rank, koleo_loss,
                              masked_token_distillation_loss, per_dim_std)
 from neurossl.masks import gather_tokens
@@ -43,7 +43,6 @@ from neurossl.objectives.base import Objective, StepInfo
 from neurossl.objectives.common import (ema_momentum, ema_update, encoder_from_config, gather_global,
                                         global_masks, make_teacher, mask_generator_from_config)
 from neurossl.objectives.heads import DINOHead
-from neurossl.config import ViewConfig
 from neurossl.objectives.views import check_views, random_token_box, random_view
 
 

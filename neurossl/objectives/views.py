@@ -12,8 +12,8 @@ A view is drawn in two parts, both on the batch's device and batched over volume
    foreground std, so one setting suits z-scored MRI (std 1) and CT's [0, 1] window channels alike.
    The foreground is every non-zero voxel: preprocessing leaves the background at exactly 0
    (skull-stripped MRI, air below every CT window) and the jitter leaves it there, since no scan
-   has a bright background. Shifting it too would move every background token of a view by one
-   random constant, a nuisance larger than the anatomy that tells volumes apart.
+   has a bright background (shifting it would move every background token of a view by one
+   random constant, a change no scanner makes).
 
 The strengths are a :class:`neurossl.config.ViewConfig` (``objective.simclr_views``,
 ``objective.dino_views``). Defaults follow the 3D-Neuro-SimCLR release (MONAI chain: random-size
