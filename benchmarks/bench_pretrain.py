@@ -66,6 +66,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def objective_names(text: str) -> list[str]:
+    """``"mae,jepa"`` -> ``["mae", "jepa"]``; exits naming any unknown objective."""
+    names = [n for n in text.split(",") if n]
+    unknown = sorted(set(names) - set(OBJECTIVES))
+    if unknown:
+        raise SystemExit(f"unknown objectives {unknown}; choose from {', '.join(OBJECTIVES)}")
+    return names
+
+
 # ----------------------------------------------------------------------- FLOPs and the ceiling
 def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query, key, value)
@@ -398,10 +407,7 @@ def main() -> None:
     args.batch_paper = args.batch_paper or (8 if device.type == "cuda" else 1)
     args.warmup = max(1, args.warmup)
     env = DistEnv(0, 1, 0, device)
-    names = [n for n in args.objectives.split(",") if n]
-    unknown = sorted(set(names) - set(OBJECTIVES))
-    if unknown:
-        raise SystemExit(f"unknown objectives {unknown}; choose from {', '.join(OBJECTIVES)}")
+    names = objective_names(args.objectives)
     load = os.getloadavg()
     ceiling = matmul_ceiling(device)
     print(f"matmul ceiling on {device}: {ceiling / 1e12:.3g} TFLOP/s", flush=True)

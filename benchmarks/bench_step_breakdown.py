@@ -36,9 +36,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench_pretrain import CPU_ATTENTION_FLOPS, RESULTS, make_trainer, matmul_ceiling
+from bench_pretrain import (CPU_ATTENTION_FLOPS, RESULTS, make_trainer, matmul_ceiling,
+                            objective_names)
 from neurossl.config import load_config
-from neurossl.objectives import OBJECTIVES
 from neurossl.train.distributed import DistEnv, pick_device
 
 KINDS = ("matmul", "attention", "other")
@@ -137,10 +137,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     env = DistEnv(0, 1, 0, device)
-    names = [n for n in args.objectives.split(",") if n]
-    unknown = sorted(set(names) - set(OBJECTIVES))
-    if unknown:
-        raise SystemExit(f"unknown objectives {unknown}; choose from {', '.join(OBJECTIVES)}")
+    names = objective_names(args.objectives)
     ceiling = matmul_ceiling(device)
     rows = []
     for name in names:

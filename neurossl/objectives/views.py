@@ -143,13 +143,13 @@ def _foreground_stats(x: torch.Tensor, foreground: torch.Tensor):
     each ``(B, C, 1, 1, 1)`` (all zeros for a channel without foreground)."""
     dims = (2, 3, 4)
     weight = foreground.to(x.dtype)
-    count = weight.sum(dim=dims, keepdim=True).clamp_min(1.0)
+    voxels = weight.sum(dim=dims, keepdim=True)
+    count = voxels.clamp_min(1.0)
     mean = (x * weight).sum(dim=dims, keepdim=True) / count
     var = ((x - mean).square() * weight).sum(dim=dims, keepdim=True) / count
     lo = x.masked_fill(~foreground, float("inf")).amin(dim=dims, keepdim=True)
     hi = x.masked_fill(~foreground, float("-inf")).amax(dim=dims, keepdim=True)
-    empty = ~foreground.any(dim=2, keepdim=True).any(dim=3, keepdim=True).any(dim=4, keepdim=True)
-    lo, hi = lo.masked_fill(empty, 0.0), hi.masked_fill(empty, 0.0)
+    lo, hi = lo.masked_fill(voxels == 0, 0.0), hi.masked_fill(voxels == 0, 0.0)
     return mean, var.sqrt().clamp_min(1e-6), lo, hi
 
 
