@@ -158,13 +158,15 @@ def wait_all(procs, timeout: float) -> str | None:
         f"--- rank {i} ---\n{output(proc)}" for i, proc in enumerate(procs))
 
 
-def run_ddp(folder: Path, steps: list[str], env: dict, timeout: float = 90) -> str | None:
-    """Two gloo ranks on loopback training into ``folder``; None on success, else the failure."""
+def run_ddp(folder: Path, steps: list[str], env: dict, timeout: float = 90,
+            ranks: int = 2) -> str | None:
+    """``ranks`` gloo ranks on loopback (the environment ``torchrun`` sets) training into
+    ``folder``; None on success, else the failure."""
     folder.mkdir()
     port = free_port()
     procs = []
-    for rank in range(2):
-        rank_env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+    for rank in range(ranks):
+        rank_env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(ranks),
                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
         if "lo" in dict(socket.if_nameindex()).values():
             rank_env["GLOO_SOCKET_IFNAME"] = "lo"  # not whatever the host name resolves to
@@ -200,6 +202,21 @@ def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
     for key in a:
         if torch.is_tensor(a[key]) and a[key].is_floating_point():
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_torchrun_single_process_takes_the_ddp_path_bitwise_equal_to_a_plain_run(tmp_path):
+    # `torchrun --nproc_per_node=1` (one GPU node) joins a process group and wraps DDP, as
+    # several ranks do; its weights must be those of a plain `python` run, bit for bit
+    steps = ["--set", "train.max_steps=3", "--set", "train.dist_timeout_s=45"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    plain = run_worker(tmp_path / "plain", tmp_path / "plain.pt", *steps, env=env)
+    assert plain.wait(timeout=120) == 0, output(plain)
+    assert "model MAE" in output(plain) and "backend none" in output(plain), output(plain)
+    failure = run_ddp(tmp_path / "one", steps, env, ranks=1)
+    assert failure is None, failure
+    log = (tmp_path / "one" / "final.pt.0.log").read_text()
+    assert "model DistributedDataParallel, backend gloo" in log, log
+    assert same_state(torch.load(tmp_path / "plain.pt"), torch.load(tmp_path / "one" / "final.pt"))
 
 
 def test_loss_fell_helper():

@@ -1,7 +1,7 @@
 """A tiny training run used by the trainer tests, in this process or as a subprocess.
 
-``python tests/train_worker.py RUN_DIR OUT [--resume] [--item-delay S]`` trains the smoke MAE on
-deterministic random volumes and saves the final objective state to OUT.
+``python tests/train_worker.py RUN_DIR OUT [--resume] [--item-delay S] [--device cuda]`` trains
+the smoke MAE on deterministic random volumes and saves the final objective state to OUT.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from neurossl.config import load_config
@@ -42,11 +43,11 @@ class RandomVolumes(Dataset):
         return {"image": torch.randn(SHAPE, generator=g), "scan_uid": f"vol{index}"}
 
 
-def make_trainer(run_dir, objective="mae", extra=(), delay=0.0, n=16) -> Trainer:
-    """A smoke trainer over :class:`RandomVolumes` in ``run_dir``."""
+def make_trainer(run_dir, objective="mae", extra=(), delay=0.0, n=16, device="cpu") -> Trainer:
+    """A smoke trainer over :class:`RandomVolumes` in ``run_dir`` on ``device``."""
     cfg = load_config("smoke", overrides=[*OVERRIDES, f"objective.name={objective}", *extra])
     torch.manual_seed(cfg.train.seed)
-    env = init_distributed("cpu", cfg.train.dist_timeout_s)
+    env = init_distributed(device, cfg.train.dist_timeout_s)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     return Trainer(cfg, build_objective(cfg, SHAPE), RandomVolumes(n, delay), run_dir, env)
 
@@ -58,12 +59,17 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--item-delay", type=float, default=0.0)
     parser.add_argument("--objective", default="mae")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", dest="extra", action="append", default=[])
     args = parser.parse_args()
     # a test that finds this worker hung sends SIGUSR1 first: the log then shows where it waits
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     torch.set_num_threads(1)
-    trainer = make_trainer(args.run_dir, args.objective, args.extra, args.item_delay)
+    trainer = make_trainer(args.run_dir, args.objective, args.extra, args.item_delay,
+                           device=args.device)
+    backend = dist.get_backend() if dist.is_initialized() else "none"
+    print(f"model {type(trainer.model).__name__}, backend {backend}, device {trainer.env.device}",
+          flush=True)
     if args.resume:
         trainer.resume()
     trainer.fit()

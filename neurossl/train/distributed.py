@@ -41,6 +41,10 @@ def pick_device(requested: str, local_rank: int = 0) -> torch.device:
 def init_distributed(requested_device: str = "auto", timeout_s: float = 1800) -> DistEnv:
     """Join the process group ``torchrun`` describes in the environment, or run alone.
 
+    Under ``torchrun`` the group is joined even with one process (``--nproc_per_node=1``), so a
+    single GPU runs the distributed path (NCCL, DDP) that many GPUs run; a plain ``python``
+    process runs alone, without DDP.
+
     ``timeout_s`` bounds every wait on the other ranks (joining, each collective): a rank that
     died or hangs then stops the others with an error instead of leaving them blocked.
     """
@@ -48,7 +52,9 @@ def init_distributed(requested_device: str = "auto", timeout_s: float = 1800) ->
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(requested_device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    # torchrun sets both, also for one process: that run then takes the same DDP path as many
+    launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+    if (world_size > 1 or launched) and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)

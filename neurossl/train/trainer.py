@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -64,10 +65,9 @@ class Trainer:
         self.cfg, self.env, self.dataset = cfg, env, dataset
         self.run_dir = Path(run_dir)
         self.objective = objective.to(env.device)
-        self.model = (
-            DistributedDataParallel(self.objective, device_ids=[env.device] if env.device.type == "cuda" else None)
-            if env.world_size > 1 else self.objective
-        )
+        device_ids = [env.device] if env.device.type == "cuda" else None
+        self.model = (DistributedDataParallel(self.objective, device_ids=device_ids)
+                      if dist.is_initialized() else self.objective)
         self.optimizer = build_optimizer(self.objective, cfg.optim)
         self.sampler = ResumableSampler(len(dataset), cfg.optim.batch_size, cfg.train.seed,
                                         env.rank, env.world_size)
@@ -147,7 +147,8 @@ class Trainer:
         for micro in range(accum):
             batch = self.to_device(next(batches))
             last = micro == accum - 1
-            sync = nullcontext() if last or self.env.world_size == 1 else self.model.no_sync()
+            wrapped = self.model is not self.objective  # DDP: sync gradients on the last only
+            sync = self.model.no_sync() if wrapped and not last else nullcontext()
             with sync:
                 with self.autocast:
                     losses = self.model(batch, self.info(micro))

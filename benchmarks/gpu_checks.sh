@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The checks a GPU node adds to the CPU test suite, in one go, each part logged under OUT_DIR:
+#   1. tests/test_cuda.py: bf16 autocast steps of every objective, SDPA's fused kernels,
+#      NCCL + DDP under torchrun, resume and GPU -> CPU encoders (skipped on CPU-only machines);
+#   2. benchmarks/bench_pretrain.py --device cuda at the demo and paper shapes;
+#   3. `neurossl pretrain` through torchrun on one GPU (NCCL, data loading included) for a few
+#      objectives, when a cache and split folder are given.
+#
+#   benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR SPLITS_DIR]
+#
+# neurossl must be importable (`pip install -e .`, or PYTHONPATH=.). PYTHON picks the
+# interpreter (default python3), STEPS the pretrain steps per objective (default 20), LIMIT the
+# seconds each part may take (default 1800).
+set -u -o pipefail
+out=${1:?usage: benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR SPLITS_DIR]}
+cache=${2:-}
+splits=${3:-}
+py=${PYTHON:-python3}
+steps=${STEPS:-20}
+limit=${LIMIT:-1800}
+export PYTHONUNBUFFERED=1
+mkdir -p "$out"
+status=0
+
+section() { echo "=== $(date -u +%H:%M:%S) $*"; }
+
+section environment
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+"$py" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda,
+'cuDNN', torch.backends.cudnn.version(), 'NCCL', torch.cuda.nccl.version())"
+
+section "CUDA tests"
+timeout "$limit" "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.txt" \
+  || status=1
+
+section "pretraining benchmark"
+timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --spectral-cycles 2 \
+  --out "$out/pretrain_cuda.md" >"$out/bench_pretrain.log" 2>&1 || status=1
+tail -n 40 "$out/bench_pretrain.log"
+
+if [[ -n "$cache" ]]; then
+  mkdir -p "$out/runs"
+  for objective in mae jepa simclr; do
+    section "torchrun pretrain $objective"
+    config=()
+    [[ -f configs/demo/$objective.yaml ]] && config=(--config "configs/demo/$objective.yaml")
+    timeout "$limit" "$py" -m torch.distributed.run --standalone --nproc_per_node=1 \
+      -m neurossl pretrain --objective "$objective" \
+      --profile demo "${config[@]}" --cache "$cache" --splits "$splits" \
+      --run-dir "$out/runs/$objective" --set train.device=cuda --set "train.max_steps=$steps" \
+      --set train.log_every=1 --set train.checkpoint_every=10 >"$out/runs/$objective.log" 2>&1 \
+      || status=1
+    tail -n 3 "$out/runs/$objective.log"
+  done
+fi
+section "done, status $status"
+exit $status
