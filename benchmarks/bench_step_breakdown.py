@@ -4,18 +4,21 @@
 matmul ceiling). This script splits the step into three kinds of operator and prices each:
 
 - matmul: ``mm``, ``addmm``, ``bmm`` and convolutions (forward and backward);
-- attention: the fused ``scaled_dot_product`` kernels (forward and backward);
+- attention: the fused ``scaled_dot_product`` kernels (forward and backward; on CUDA the
+  flash, memory-efficient or cuDNN kernels under them);
 - other: everything else (LayerNorm, GELU, residual adds, copies, gathers of masked tokens,
   losses, gradient clipping, AdamW, the EMA teacher update).
 
 The step's time is the median wall clock of a few steps; matmul and attention time is the
-profiler's self time of those operators over as many more steps, and "other" is the rest of the
-step (Python and autograd overhead included). FLOPs per kind come from
+profiler's self time of those operators over as many more steps (their kernels' time on CUDA),
+and "other" is the rest of the step (Python and autograd overhead included; on CUDA also the
+time the GPU waits for the next launch). FLOPs per kind come from
 ``FlopCounterMode`` (the same counts as `bench_pretrain.py`). The last column is the best share of
 the ceiling a step could reach if every "other" operator took no time at all, with matmuls and
 attention at their measured speed: a target above it needs faster kernels, not less overhead.
 
     python benchmarks/bench_step_breakdown.py --objectives mae,jepa --threads 2
+    python benchmarks/bench_step_breakdown.py --device cuda --shape paper
 
 Prints a Markdown table and writes it to ``benchmarks/results/step_breakdown_<device>.md``.
 """
@@ -37,20 +40,22 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench_pretrain import (CPU_ATTENTION_FLOPS, RESULTS, make_trainer, matmul_ceiling,
-                            objective_names)
+                            objective_names, synchronize)
 from neurossl.config import load_config
 from neurossl.train.distributed import DistEnv, pick_device
 
 KINDS = ("matmul", "attention", "other")
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::convolution",
-              "aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution")
+              "aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
+              "aten::cudnn_convolution")
+ATTENTION_OPS = ("scaled_dot_product", "flash_attention", "efficient_attention", "cudnn_attention")
 
 
 def kind_of(op_name: str) -> str:
     """``matmul``, ``attention`` or ``other`` for an aten operator as the profiler names it
     (``aten::mm``) or as FlopCounterMode does (``aten.mm``)."""
     name = op_name.replace("aten.", "aten::", 1) if op_name.startswith("aten.") else op_name
-    if "scaled_dot_product" in name:
+    if any(op in name for op in ATTENTION_OPS):
         return "attention"
     return "matmul" if name in MATMUL_OPS else "other"
 
@@ -79,20 +84,28 @@ def flops_by_kind(trainer, batches) -> dict[str, float]:
 
 def seconds_by_kind(trainer, batches, steps: int) -> dict[str, float]:
     """Seconds per step: ``step`` (wall clock, median, no profiler), and the profiler's self
-    time of the matmul and attention operators; ``other`` is the step's remainder."""
+    time of the matmul and attention operators (their kernels' on CUDA); ``other`` is the
+    step's remainder."""
+    device = trainer.env.device
     walls = []
     for _ in range(steps):
+        synchronize(device)
         start = time.perf_counter()
         trainer.train_step(batches)
+        synchronize(device)
         walls.append(time.perf_counter() - start)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
         for _ in range(steps):
             trainer.train_step(batches)
+        synchronize(device)
     totals = defaultdict(float, step=statistics.median(walls))
     for event in prof.key_averages():
         kind = kind_of(event.key)
         if event.key.startswith("aten::") and kind != "other":
-            totals[kind] += event.self_cpu_time_total / 1e6 / steps
+            us = event.self_device_time_total if cuda else event.self_cpu_time_total
+            totals[kind] += us / 1e6 / steps
     totals["other"] = max(0.0, totals["step"] - totals["matmul"] - totals["attention"])
     return totals
 
@@ -151,7 +164,8 @@ def main() -> None:
         f"2048^2 float32 torch.mm (bf16 8192^2 on CUDA), best of 10 = {ceiling / 1e12:.3g} TFLOP/s",
         f"- time: a step is the median wall clock of {args.steps} steps after one warm-up step; "
         f"matmul and attention are the profiler's self time of those operators over {args.steps} "
-        "more steps (profiling adds a little to each); other = step - matmul - attention; "
+        "more steps (on CUDA the self time of their kernels; profiling adds a little to each); "
+        "other = step - matmul - attention; "
         "FLOPs: FlopCounterMode, as `bench_pretrain.py`; \"other\" does no counted FLOPs",
         "- of ceiling: a kind's FLOPs / its seconds / the ceiling; the bound: every counted FLOP "
         "at the measured matmul and attention speed and no time in \"other\"", "",

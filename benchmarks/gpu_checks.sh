@@ -2,9 +2,10 @@
 # The checks a GPU node adds to the CPU test suite, in one go, each part logged under OUT_DIR:
 #   1. tests/test_cuda.py: bf16 autocast steps of every objective, SDPA's fused kernels,
 #      NCCL + DDP under torchrun, resume and GPU -> CPU encoders (skipped on CPU-only machines);
-#   2. benchmarks/bench_pretrain.py --device cuda at the demo and paper shapes;
-#   3. `neurossl pretrain` through torchrun on one GPU (NCCL, data loading included) for a few
-#      objectives, when a cache and split folder are given.
+#   2. `neurossl pretrain` through torchrun on one GPU (NCCL, data loading included) for a few
+#      objectives, when a cache and split folder are given;
+#   3. benchmarks/bench_pretrain.py --device cuda at the demo and paper shapes (last: the
+#      longest part, and its page is rewritten after every objective).
 #
 #   benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR SPLITS_DIR]
 #
@@ -33,11 +34,6 @@ section "CUDA tests"
 timeout "$limit" "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.txt" \
   || status=1
 
-section "pretraining benchmark"
-timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --spectral-cycles 2 \
-  --out "$out/pretrain_cuda.md" >"$out/bench_pretrain.log" 2>&1 || status=1
-tail -n 40 "$out/bench_pretrain.log"
-
 if [[ -n "$cache" ]]; then
   mkdir -p "$out/runs"
   for objective in mae jepa simclr; do
@@ -53,5 +49,11 @@ if [[ -n "$cache" ]]; then
     tail -n 3 "$out/runs/$objective.log"
   done
 fi
+
+section "pretraining benchmark"
+timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --spectral-cycles 2 \
+  --out "$out/pretrain_cuda.md" >"$out/bench_pretrain.log" 2>&1 || status=1
+tail -n 40 "$out/bench_pretrain.log"
+
 section "done, status $status"
 exit $status

@@ -23,12 +23,13 @@ from neurossl.train.distributed import init_distributed, shutdown_distributed
 from neurossl.train.trainer import Trainer
 
 SHAPE = (1, 16, 32, 32)
+CONTRASTS = ("T1w", "T2w", "FLAIR")  # what MoE-JEPA's modality embedding reads
 OVERRIDES = ["model.tubelet_size=4", "train.max_steps=8", "train.checkpoint_every=2",
              "optim.batch_size=2", "train.num_workers=0", "train.collapse_every=0"]
 
 
 class RandomVolumes(Dataset):
-    """``n`` volumes ``(1, 16, 32, 32)``, each a pure function of its index."""
+    """``n`` volumes ``(1, 16, 32, 32)`` of cycling contrasts, each a pure function of its index."""
 
     def __init__(self, n: int = 16, delay: float = 0.0):
         self.n, self.delay = n, delay
@@ -40,7 +41,8 @@ class RandomVolumes(Dataset):
         if self.delay:
             time.sleep(self.delay)
         g = torch.Generator().manual_seed(1000 + index)
-        return {"image": torch.randn(SHAPE, generator=g), "scan_uid": f"vol{index}"}
+        return {"image": torch.randn(SHAPE, generator=g), "scan_uid": f"vol{index}",
+                "modality": CONTRASTS[index % len(CONTRASTS)]}
 
 
 def make_trainer(run_dir, objective="mae", extra=(), delay=0.0, n=16, device="cpu") -> Trainer:

@@ -107,9 +107,12 @@ class PatchEmbed3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t, p, _ = self.kernel
-        # the Conv3d weight (D, C, t, p, p) flattened in patchify's (t, p, p, C) voxel order
-        weight = self.proj.weight.permute(0, 2, 3, 4, 1).flatten(1)
-        return F.linear(patchify(x, t, p), weight, self.proj.bias)
+        weight = self.proj.weight  # (D, C, t, p, p)
+        if weight.shape[1] > 1:  # in patchify's (t, p, p, C) voxel order
+            # (with one channel both orders agree, and skipping the permute keeps the gradient
+            # in the weight's own strides, the layout DDP's gradient buckets expect)
+            weight = weight.permute(0, 2, 3, 4, 1)
+        return F.linear(patchify(x, t, p), weight.flatten(1), self.proj.bias)
 
 
 class Attention(nn.Module):
