@@ -77,7 +77,7 @@ def main() -> int:
     trainer.fit()
     if trainer.env.is_main:
         torch.save(trainer.objective.state_dict(), args.out)
-    shutdown_distributed()
+    shutdown_distributed(finished=True)
     return 0
 
 

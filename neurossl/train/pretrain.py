@@ -71,6 +71,7 @@ def pretrain(cfg: Config, cache_dir: str | Path, splits_dir: str | Path, run_dir
 
     run_dir = Path(run_dir)
     env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
+    finished = False
     try:
         torch.manual_seed(cfg.train.seed)
         uids = pretraining_scans(splits_dir, read_index(cache_dir), cfg.train.datasets, cfg.train.modalities)
@@ -92,6 +93,7 @@ def pretrain(cfg: Config, cache_dir: str | Path, splits_dir: str | Path, run_dir
                     "data": {"cache": str(cache_dir), "splits": str(splits_dir), "scans": len(uids)},
                     "git_commit": git_commit(), "config": to_dict(cfg)}
             save_encoder(objective.encoder(), path, meta)
+        finished = True
         return path
     finally:
-        shutdown_distributed()
+        shutdown_distributed(finished)
