@@ -75,5 +75,7 @@ def shutdown_distributed(finished: bool = False) -> None:
     if not dist.is_initialized():
         return
     if finished:
-        dist.barrier()
+        # NCCL: name the rank's GPU (set by init_distributed), or torch warns that it guesses
+        nccl = dist.get_backend() == "nccl"
+        dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
     dist.destroy_process_group()
