@@ -44,7 +44,6 @@ from neurossl.train.trainer import Trainer
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = ("demo", "paper")  # profile names
 STEPS_PER_EPOCH = 100  # the pretend dataset: epoch = step / 100, so a run sits mid-schedule
-CT_CHANNELS = 3  # dino_mim is FM-CT: three HU-window channels
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,6 +63,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path,
                         help="Markdown path (default: benchmarks/results/pretrain_<device>.md)")
     return parser.parse_args()
+
+
+def setup(args: argparse.Namespace) -> tuple[torch.device, DistEnv, list[str]]:
+    """``--threads``, ``--device`` and ``--objectives`` applied: the device, a single-process
+    :class:`DistEnv` on it and the objectives to run."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    return device, DistEnv(0, 1, 0, device), objective_names(args.objectives)
 
 
 def objective_names(text: str) -> list[str]:
@@ -113,9 +121,10 @@ def matmul_ceiling(device: torch.device, repeats: int = 10) -> float:
 
 # ----------------------------------------------------------------------- one objective
 def random_batch(shape: tuple[int, int, int, int], batch: int, modalities,
-                 device: torch.device) -> dict:
-    """Random volumes ``(B, C, D, H, W)`` (z-scored MRI, or CT windows in [0, 1]) + contrasts."""
-    if shape[0] == CT_CHANNELS:
+                 device: torch.device, ct: bool = False) -> dict:
+    """Random volumes ``(B, C, D, H, W)`` (z-scored MRI, or with ``ct`` HU windows in [0, 1])
+    + contrasts."""
+    if ct:
         images = torch.rand(batch, *shape, device=device)
     else:
         images = torch.randn(batch, *shape, device=device)
@@ -124,7 +133,8 @@ def random_batch(shape: tuple[int, int, int, int], batch: int, modalities,
 
 def make_trainer(cfg, name: str, env: DistEnv) -> tuple[Trainer, dict, int]:
     """A trainer for objective ``name`` placed mid-run, the batch it repeats, and K."""
-    channels = CT_CHANNELS if name == "dino_mim" else cfg.model.in_chans
+    ct = name == "dino_mim"  # FM-CT: one channel per HU window
+    channels = len(cfg.preprocess.ct_windows) if ct else cfg.model.in_chans
     shape = (channels, cfg.preprocess.depth, cfg.preprocess.crop_size, cfg.preprocess.crop_size)
     torch.manual_seed(0)
     objective = build_objective(cfg, shape)
@@ -134,7 +144,7 @@ def make_trainer(cfg, name: str, env: DistEnv) -> tuple[Trainer, dict, int]:
     trainer.total_steps = cfg.optim.epochs * STEPS_PER_EPOCH
     trainer.warmup_steps = int(cfg.optim.warmup_epochs * STEPS_PER_EPOCH)
     every = cfg.objective.spectral_every if name == "slmae" else 1
-    return trainer, random_batch(shape, batch, cfg.objective.modalities, env.device), every
+    return trainer, random_batch(shape, batch, cfg.objective.modalities, env.device, ct), every
 
 
 def counted_step(trainer: Trainer, batches) -> tuple[int, int, int]:
@@ -401,13 +411,9 @@ def write_page(args, device: torch.device, ceiling: float, rows: list[dict],
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device, env, names = setup(args)
     args.batch_paper = args.batch_paper or (8 if device.type == "cuda" else 1)
     args.warmup = max(1, args.warmup)
-    env = DistEnv(0, 1, 0, device)
-    names = objective_names(args.objectives)
     load = os.getloadavg()
     ceiling = matmul_ceiling(device)
     print(f"matmul ceiling on {device}: {ceiling / 1e12:.3g} TFLOP/s", flush=True)

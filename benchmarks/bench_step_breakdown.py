@@ -39,10 +39,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench_pretrain import (CPU_ATTENTION_FLOPS, RESULTS, make_trainer, matmul_ceiling,
-                            objective_names, synchronize)
+from bench_pretrain import (CPU_ATTENTION_FLOPS, RESULTS, make_trainer, matmul_ceiling, setup,
+                            synchronize)
 from neurossl.config import load_config
-from neurossl.train.distributed import DistEnv, pick_device
+from neurossl.train.distributed import DistEnv
 
 KINDS = ("matmul", "attention", "other")
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::convolution",
@@ -146,11 +146,7 @@ def table(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    env = DistEnv(0, 1, 0, device)
-    names = objective_names(args.objectives)
+    device, env, names = setup(args)
     ceiling = matmul_ceiling(device)
     rows = []
     for name in names:

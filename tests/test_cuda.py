@@ -48,10 +48,11 @@ def exact_float32():
 
 def smoke_batch(cfg, name: str) -> tuple[tuple[int, ...], dict]:
     """The input shape ``(C, D, H, W)`` of objective ``name`` and a random batch of it."""
-    channels = 3 if name == "dino_mim" else cfg.model.in_chans  # FM-CT: three HU windows
+    ct = name == "dino_mim"  # FM-CT: one channel per HU window, in [0, 1]
+    channels = len(cfg.preprocess.ct_windows) if ct else cfg.model.in_chans
     shape = (channels, cfg.preprocess.depth, cfg.preprocess.crop_size, cfg.preprocess.crop_size)
     batch = cfg.optim.batch_size
-    images = torch.rand(batch, *shape) if name == "dino_mim" else torch.randn(batch, *shape)
+    images = torch.rand(batch, *shape) if ct else torch.randn(batch, *shape)
     modalities = cfg.objective.modalities
     return shape, {"image": images, "modality": [modalities[i % len(modalities)]
                                                  for i in range(batch)]}
