@@ -4,7 +4,9 @@
 #      NCCL + DDP under torchrun, resume and GPU -> CPU encoders (skipped on CPU-only machines);
 #   2. `neurossl pretrain` through torchrun on one GPU (NCCL, data loading included) for a few
 #      objectives, when a cache and split folder are given;
-#   3. benchmarks/bench_pretrain.py --device cuda at the demo and paper shapes (last: the
+#   3. benchmarks/bench_augment.py --device cuda: the augmentation of a batch on the GPU
+#      (augment.on_device) against a loader worker's per-item cost;
+#   4. benchmarks/bench_pretrain.py --device cuda at the demo and paper shapes (last: the
 #      longest part, and its page is rewritten after every objective).
 #
 #   benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR SPLITS_DIR]
@@ -36,19 +38,27 @@ timeout "$limit" "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 
 
 if [[ -n "$cache" ]]; then
   mkdir -p "$out/runs"
-  for objective in mae jepa simclr; do
-    section "torchrun pretrain $objective"
-    config=()
-    [[ -f configs/demo/$objective.yaml ]] && config=(--config "configs/demo/$objective.yaml")
+  # mae_on_device: MAE again, the batch augmented on the GPU (augment.on_device)
+  for run in mae jepa simclr mae_on_device; do
+    objective=${run%_on_device}
+    section "torchrun pretrain $run"
+    extra=()
+    [[ -f configs/demo/$objective.yaml ]] && extra=(--config "configs/demo/$objective.yaml")
+    [[ $run == *_on_device ]] && extra+=(--set augment.on_device=true)
     timeout "$limit" "$py" -m torch.distributed.run --standalone --nproc_per_node=1 \
       -m neurossl pretrain --objective "$objective" \
-      --profile demo "${config[@]}" --cache "$cache" --splits "$splits" \
-      --run-dir "$out/runs/$objective" --set train.device=cuda --set "train.max_steps=$steps" \
-      --set train.log_every=1 --set train.checkpoint_every=10 >"$out/runs/$objective.log" 2>&1 \
+      --profile demo "${extra[@]}" --cache "$cache" --splits "$splits" \
+      --run-dir "$out/runs/$run" --set train.device=cuda --set "train.max_steps=$steps" \
+      --set train.log_every=1 --set train.checkpoint_every=10 >"$out/runs/$run.log" 2>&1 \
       || status=1
-    tail -n 3 "$out/runs/$objective.log"
+    tail -n 3 "$out/runs/$run.log"
   done
 fi
+
+section "augmentation benchmark"
+timeout "$limit" "$py" benchmarks/bench_augment.py --device cuda --out "$out/augment_cuda.md" \
+  >"$out/bench_augment.log" 2>&1 || status=1
+tail -n 8 "$out/bench_augment.log"
 
 section "pretraining benchmark"
 timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --spectral-cycles 2 \

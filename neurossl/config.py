@@ -90,6 +90,10 @@ class AugmentConfig:
     aspect_ratio: tuple[float, float] = (0.9, 1.1)
     scale: tuple[float, float] = (0.9, 1.0)
     rotation_deg: float = 10.0
+    # Where the arithmetic runs: False = per item in the loader workers; True = the items carry
+    # their drawn parameters and the trainer augments the whole batch on its device (GPU nodes:
+    # an augmented 160^3 item costs a CPU core ~0.3 s, the crop alone ~0.05 s). Same result.
+    on_device: bool = False
 
 
 @dataclass

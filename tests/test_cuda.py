@@ -17,7 +17,10 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from neurossl.config import load_config
+from neurossl.config import AugmentConfig, load_config
+from neurossl.data.augment import build_augment, draw_augment
+from neurossl.data.augment_ops import PARAM_NAMES
+from neurossl.data.dataset import batch_to_device
 from neurossl.models import build_encoder, load_encoder, save_encoder
 from neurossl.models.layers import Attention
 from neurossl.objectives import OBJECTIVES, build_objective
@@ -151,3 +154,17 @@ def test_torchrun_single_gpu_runs_nccl_ddp_and_equals_a_plain_run(tmp_path):
     for key in a:
         if torch.is_tensor(a[key]) and a[key].is_floating_point():
             torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=1e-3, msg=key)
+
+
+def test_batch_augmentation_on_cuda_matches_the_cpu():
+    chain = build_augment(AugmentConfig())
+    images = torch.nn.functional.avg_pool3d(torch.rand(4, 1, 24, 32, 32), 5, 1, 2)
+    params = [draw_augment(chain, seed, tuple(images.shape[1:])) for seed in range(4)]
+    batch = {"image": images, "augment": {k: torch.stack([p[k] for p in params]) for k in PARAM_NAMES}}
+    quiet = {**batch, "augment": {**batch["augment"], "noise_std": torch.zeros(4)}}
+    with exact_float32():
+        on_gpu, on_cpu = batch_to_device(quiet, CUDA)["image"], batch_to_device(quiet, "cpu")["image"]
+    assert on_gpu.device.type == "cuda" and torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
+    # the noise: a CUDA generator's stream, with each volume's drawn std
+    noise = batch_to_device(batch, CUDA)["image"] - on_gpu
+    assert torch.allclose(noise.flatten(1).std(dim=1).cpu(), batch["augment"]["noise_std"], rtol=0.05)

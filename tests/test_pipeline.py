@@ -6,6 +6,7 @@ import shutil
 
 import pandas as pd
 import pytest
+import torch
 
 from neurossl.cli import main
 from neurossl.evaluate.tables import RESULT_COLUMNS, read_results
@@ -43,6 +44,16 @@ def test_session_runs_trained_and_exported(smoke_runs):
 def test_pretrain_cli_trains_and_exports_every_objective(smoke_data, tmp_path, objective):
     assert pretrain(smoke_data, tmp_path, objective) == 0
     check_run(tmp_path, objective)
+
+
+def test_augmenting_on_the_device_trains_as_augmenting_in_the_loader(smoke_data, smoke_runs, tmp_path):
+    assert pretrain(smoke_data, tmp_path, "mae", "--set", "augment.on_device=true") == 0
+    in_loader = smoke_runs["mae"]
+    losses = [[r["loss"] for r in read_metrics(run)] for run in (tmp_path, in_loader)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6)
+    ours, theirs = (load_encoder(run / "encoder.safetensors").state_dict() for run in (tmp_path, in_loader))
+    assert all(torch.allclose(ours[k], theirs[k], atol=1e-5) for k in theirs)
+    assert "on_device: true" in (tmp_path / "config.yaml").read_text()
 
 
 def test_pretrain_refuses_a_split_with_leakage(smoke_data, tmp_path, capsys):

@@ -17,30 +17,31 @@ Mapping from the official names (``AugmentConfig`` field; the official code uses
 - additive noise 0.01 (``noise_std``; ``tio.RandomNoise(std=0.01)``) ->
   ``RandGaussianNoise(mean=0, std)`` (MONAI draws the std in [0, std]).
 
-Three of the four run through MONAI's own randomisation with a cheaper numerical core (same
-distributions, same parameters): the affine resamples with ``torch.nn.functional.grid_sample`` on
-MONAI's rotation and scale matrices, the bias field evaluates MONAI's Legendre polynomial as a
-separable product in float32, and the noise is drawn by torch from a seed MONAI's generator
-draws; the chain runs on plain tensors rather than MetaTensors. Together they bring an augmented
-64^3 training item (item stage included, one core) from ~45 ms to 26-30 ms, which matters because
-the loader workers share a CPU with the training step.
+MONAI draws every parameter (its transforms' own ``randomize`` on their own RandomStates, so
+the distributions are MONAI's); the arithmetic is :mod:`neurossl.data.augment_ops`, batched torch
+code equal to MONAI's transforms to float precision (tested): the affine is one
+``grid_sample`` on MONAI's rotation and scale matrices, the bias field MONAI's Legendre
+polynomial as three small contractions, the contrast MONAI's ``AdjustContrast``, and the noise is
+drawn by torch from a seed MONAI's generator draws. The loader workers apply it per item
+(:func:`apply_augment`, 26-30 ms for a 64^3 item on one core); with ``on_device`` the items carry
+their drawn parameters instead and the trainer applies them to the whole batch on its device
+(:func:`neurossl.data.dataset.batch_to_device`), with the same result on the CPU.
 
 All are applied to every training item (prob 1), spatial first, then intensity; the official
 MAE transforms (``app/mae/transforms.py``) draw one spatial and one intensity transform per item
 (``tio.OneOf``). Spatial padding is 0,
 the value of the background after preprocessing (stripped MRI, CT below every window).
-Reproducibility: :func:`apply_augment` reseeds the whole chain from the item's seed, so an
-item's augmentation depends only on (seed, epoch, index), never on the worker that draws it.
+Reproducibility: :func:`draw_augment` reseeds the whole chain from the item's seed, so an
+item's augmentation depends only on (seed, epoch, index), never on the worker that draws it nor
+on where it is applied (loader or training device).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.transforms import (
     Compose,
     RandAdjustContrast,
@@ -48,11 +49,10 @@ from monai.transforms import (
     RandGaussianNoise,
     RandomizableTransform,
 )
-from monai.data.meta_obj import get_track_meta, set_track_meta
 from monai.transforms.utils import create_rotate, create_scale
-from monai.utils import convert_to_tensor
 
 from neurossl.config import AugmentConfig
+from neurossl.data.augment_ops import apply_augment_params, gaussian_noise, resample_affine
 
 
 class RandScaleAspectRotate(RandomizableTransform):
@@ -84,105 +84,124 @@ class RandScaleAspectRotate(RandomizableTransform):
         self._grid = (1.0, math.sqrt(s / r), math.sqrt(s * r))
         self._angles = tuple(self.R.uniform(-self.rotation_rad, self.rotation_rad, 3).tolist())
 
+    def matrix(self) -> np.ndarray:
+        """The drawn ``(4, 4)`` map in ``monai.transforms.Affine``'s convention (identity when
+        the transform does not apply)."""
+        if not self._do_transform:
+            return np.eye(4)
+        return create_rotate(3, self._angles) @ create_scale(3, self._grid)
+
     def __call__(self, img: torch.Tensor, randomize: bool = True) -> torch.Tensor:
         """``(C, D, H, W)`` -> ``(C, D, H, W)``, bilinear, zero padding."""
         if randomize:
             self.randomize()
-        if not self._do_transform:
-            return img
-        matrix = create_rotate(3, self._angles) @ create_scale(3, self._grid)
-        return resample_affine(torch.as_tensor(img, dtype=torch.float32), matrix)
+        image = torch.as_tensor(img, dtype=torch.float32)
+        theta = affine_theta(self.matrix(), tuple(image.shape[1:]))
+        return resample_affine(image[None], theta[None])[0]
 
 
-def resample_affine(img: torch.Tensor, matrix: np.ndarray) -> torch.Tensor:
-    """Resample ``(C, D, H, W)`` through the ``(4, 4)`` homogeneous ``matrix`` about the centre.
+def affine_theta(matrix: np.ndarray, size: tuple[int, int, int]) -> torch.Tensor:
+    """``(3, 3)`` float32 ``grid_sample`` map of a ``(4, 4)`` MONAI-convention ``matrix``.
 
-    The matrix follows ``monai.transforms.Affine``'s convention (output voxel -> input voxel, in
-    array axis order, centred voxel units, no translation); the result equals MONAI's bilinear
-    resampling with zero padding to float precision, in one ``grid_sample`` call.
+    ``matrix`` maps output to input voxels in array axis order, centred voxel units, no
+    translation (``monai.transforms.Affine``); resampling with the result equals MONAI's
+    bilinear, zero-padded ``Affine`` to float precision.
     """
-    size = torch.tensor(img.shape[1:], dtype=torch.float64)
+    n = torch.tensor(size, dtype=torch.float64)
     linear = torch.as_tensor(np.asarray(matrix)[:3, :3], dtype=torch.float64)
-    # Centred voxel units -> grid_sample's [-1, 1] units (align_corners=False), then (x, y, z) =
-    # (W, H, D) order.
-    theta = (torch.diag(1.0 / size) @ linear @ torch.diag(size)).flip(0).flip(1)
-    theta = theta.to(img.dtype)
-    # affine_grid's (D, H, W, 3) grid as a sum of three broadcast axes: a third of its cost.
-    d, h, w = (((torch.arange(n, dtype=img.dtype) * 2 + 1) / n - 1) for n in img.shape[1:])
-    grid = theta[:, 0] * w[:, None] + theta[:, 1] * h[:, None, None] + theta[:, 2] * d[:, None, None, None]
-    return F.grid_sample(img[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    # centred voxel units -> grid_sample's [-1, 1] units (align_corners=False), then (x, y, z) =
+    # (W, H, D) order
+    return (torch.diag(1.0 / n) @ linear @ torch.diag(n)).flip(0).flip(1).float()
 
 
-class SeparableRandBiasField(RandBiasField):
-    """MONAI's ``RandBiasField``, its 3-D Legendre field evaluated as a separable product.
-
-    ``leggrid3d`` on a 64^3 grid costs ~5 ms in float64; the same polynomial is the contraction
-    of one ``(degree + 1)``-column Vandermonde matrix per axis with the coefficient tensor.
-    """
-
-    def _generate_random_field(self, spatial_shape: Sequence[int], degree: int, coeff: Sequence[float]) -> np.ndarray:
-        """The ``spatial_shape`` float32 field, equal to MONAI's (3-D only; 2-D is MONAI's own)."""
-        if len(spatial_shape) != 3:
-            return super()._generate_random_field(spatial_shape, degree, coeff)
-        # Coefficient layout as in MONAI: every (i, j, k) with i + j + k <= degree, in this order.
-        powers = [(i, j, k) for i in range(degree + 1) for j in range(degree + 1 - i)
-                  for k in range(degree + 1 - i - j)]
-        table = np.zeros((degree + 1,) * 3, dtype=np.float32)
-        table[tuple(np.asarray(powers).T)] = coeff
-        vx, vy, vz = (np.polynomial.legendre.legvander(np.linspace(-1.0, 1.0, n, dtype=np.float32), degree)
-                      .astype(np.float32) for n in spatial_shape)
-        return np.einsum("ai,bj,ck,ijk->abc", vx, vy, vz, table, optimize=True)
+def bias_table(coeff: list[float], degree: int) -> torch.Tensor:
+    """MONAI ``RandBiasField`` coefficients -> the ``(k, k, k)`` table, ``k = degree + 1``."""
+    # MONAI's layout: every (i, j, k) with i + j + k <= degree, in this order
+    powers = [(i, j, k) for i in range(degree + 1) for j in range(degree + 1 - i)
+              for k in range(degree + 1 - i - j)]
+    table = torch.zeros((degree + 1,) * 3, dtype=torch.float32)
+    table[tuple(torch.tensor(powers).T)] = torch.tensor(coeff, dtype=torch.float32)
+    return table
 
 
-class TorchRandGaussianNoise(RandGaussianNoise):
+class SeededRandGaussianNoise(RandGaussianNoise):
     """MONAI's ``RandGaussianNoise`` with the noise drawn by torch in float32.
 
-    MONAI's generator still draws the standard deviation and, instead of 64^3 float64 normals,
-    one seed for a ``torch.Generator``: same distribution, a third of the cost.
+    MONAI's generator still draws the standard deviation and, instead of one float64 normal per
+    voxel, one seed for a ``torch.Generator``: same distribution, a third of the cost, and a
+    draw that any device can make.
     """
 
-    def randomize(self, img: torch.Tensor, mean: float | None = None) -> None:
-        """Draw the std in ``[0, std]`` (or ``std``) and the ``img``-shaped noise."""
+    def randomize(self, img: object = None, mean: float | None = None) -> None:
+        """Draw the std in ``[0, std]`` (or ``std``) and the noise seed; ``img`` is unused."""
         RandomizableTransform.randomize(self, None)
-        if not self._do_transform:
-            return
-        std = self.R.uniform(0, self.std) if self.sample_std else self.std
-        generator = torch.Generator().manual_seed(int(self.R.randint(0, 2**31 - 1)))
-        noise = torch.randn(tuple(img.shape), generator=generator, dtype=torch.float32)
-        self.noise = noise.mul_(std).add_(self.mean if mean is None else mean)
+        self.std_value, self.seed = 0.0, 0
+        if self._do_transform:
+            self.std_value = self.R.uniform(0, self.std) if self.sample_std else self.std
+            self.seed = int(self.R.randint(0, 2**31 - 1))
+
+    def __call__(self, img: torch.Tensor, mean: float | None = None, randomize: bool = True) -> torch.Tensor:
+        """``img + mean + std * noise`` for a ``(C, D, H, W)`` tensor."""
+        if randomize:
+            self.randomize()
+        image = torch.as_tensor(img, dtype=torch.float32)
+        noise = gaussian_noise(image[None], torch.tensor([self.seed]))[0]
+        return image + noise * self.std_value + (self.mean if mean is None else mean)
 
 
 def build_augment(cfg: AugmentConfig | None) -> Compose | None:
-    """The training augmentation chain of ``cfg``, or None when disabled / not given."""
+    """The training augmentation chain of ``cfg`` (its randomisation: see :func:`draw_augment`),
+    or None when disabled / not given."""
     if cfg is None or not cfg.enabled:
         return None
     return Compose(
         [
             RandScaleAspectRotate(cfg.scale, cfg.aspect_ratio, cfg.rotation_deg),
-            SeparableRandBiasField(coeff_range=(-cfg.bias_coeff, cfg.bias_coeff), prob=1.0),
+            RandBiasField(coeff_range=(-cfg.bias_coeff, cfg.bias_coeff), prob=1.0),
             RandAdjustContrast(gamma=(1.0 - cfg.gamma, 1.0 + cfg.gamma), prob=1.0),
-            TorchRandGaussianNoise(mean=0.0, std=cfg.noise_std, prob=1.0),
+            SeededRandGaussianNoise(mean=0.0, std=cfg.noise_std, prob=1.0),
         ]
     )
 
 
+def draw_augment(chain: Compose, seed: int, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Draw one item's augmentation parameters.
+
+    Args:
+        chain: from :func:`build_augment`; reseeded here, so its previous state never matters.
+        seed: the item's seed (0 <= seed < 2**32).
+        shape: the item's ``(C, D, H, W)``.
+    Returns:
+        :data:`neurossl.data.augment_ops.PARAM_NAMES` -> tensors (``theta (3, 3)``,
+        ``bias (4, 4, 4)``, scalars), on the CPU; stacked over items they feed
+        :func:`~neurossl.data.augment_ops.apply_augment_params`.
+    """
+    chain.set_random_state(seed=int(seed) % (2**32))
+    spatial, bias, contrast, noise = chain.transforms
+    spatial.randomize()
+    bias.randomize(img_size=shape[1:])
+    contrast.randomize()
+    noise.randomize()
+    return {
+        "theta": affine_theta(spatial.matrix(), tuple(shape[1:])),
+        "bias": (bias_table(bias._coeff, bias.degree) if bias._do_transform
+                 else torch.zeros((bias.degree + 1,) * 3)),
+        "gamma": torch.tensor(contrast.gamma_value if contrast._do_transform else 1.0),
+        "noise_std": torch.tensor(float(noise.std_value)),
+        "noise_seed": torch.tensor(noise.seed, dtype=torch.int64),
+    }
+
+
 def apply_augment(image: torch.Tensor, chain: Compose, seed: int) -> torch.Tensor:
-    """Augment one item reproducibly.
+    """Augment one item reproducibly (on its device).
 
     Args:
         image: ``(C, D, H, W)`` float32.
         chain: from :func:`build_augment`; reseeded here, so its previous state never matters.
         seed: the item's seed (0 <= seed < 2**32).
     Returns:
-        ``(C, D, H, W)`` float32 plain tensor (MONAI's metadata dropped).
+        ``(C, D, H, W)`` float32 plain tensor.
     """
-    chain.set_random_state(seed=int(seed) % (2**32))
-    # Plain tensors throughout: no metadata is used here, and MONAI's MetaTensor bookkeeping on
-    # every operation costs ~2 ms of a 64^3 item's ~28 ms.
-    tracking = get_track_meta()
-    set_track_meta(False)
-    try:
-        out = chain(image)
-    finally:
-        set_track_meta(tracking)
-    return convert_to_tensor(out, dtype=torch.float32, track_meta=False).contiguous()
+    params = draw_augment(chain, seed, tuple(image.shape))
+    batch = {name: value[None] for name, value in params.items()}
+    return apply_augment_params(torch.as_tensor(image)[None], batch)[0].contiguous()

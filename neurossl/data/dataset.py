@@ -10,7 +10,9 @@ only in where the deterministic-stage array comes from:
   paper's official loader does (kept as a baseline for benchmarks and cache checks).
 
 An item is ``dict(image=(C, D, H, W) float32, scan_uid, subject_id, label, dataset, modality)``
-(strings; ``""`` where unknown). Randomness (slice axis, crop offset, augmentations) comes from
+(strings; ``""`` where unknown); with ``augment.on_device`` a training item also carries
+``augment``, its drawn augmentation parameters, and its image is not yet augmented:
+:func:`batch_to_device` applies them to the whole batch on the training device. Randomness (slice axis, crop offset, augmentations) comes from
 a seed derived from ``(seed, epoch, index)``, so an item is the same whichever DataLoader worker
 draws it and however many workers there are. Nothing is opened in ``__init__``: each item opens
 its memmap itself, so datasets pickle cheaply into workers and hold no shared mutable state.
@@ -27,7 +29,8 @@ import torch
 from torch.utils.data import Dataset
 
 from neurossl.config import AugmentConfig, PreprocessConfig
-from neurossl.data.augment import apply_augment, build_augment
+from neurossl.data.augment import apply_augment, build_augment, draw_augment
+from neurossl.data.augment_ops import apply_augment_params
 from neurossl.data.cache import config_hash, mask_file_for, read_index, text
 from neurossl.data.preprocess import deterministic_stage, item_stage
 
@@ -55,8 +58,9 @@ class VolumeItems(Dataset, ABC):
         self.records = records
         self.train = train
         self.preprocess = preprocess or PreprocessConfig()
-        # One chain per dataset (and per worker copy): apply_augment reseeds all of it per item.
+        # One chain per dataset (and per worker copy): draw_augment reseeds all of it per item.
         self.chain = build_augment(augment)
+        self.augment_on_device = self.chain is not None and augment.on_device
         self.seed = int(seed)
         self.epoch = 0
 
@@ -74,13 +78,18 @@ class VolumeItems(Dataset, ABC):
 
     def render(
         self, data: np.ndarray, depth_axis: int | None, modality: str, index: int
-    ) -> torch.Tensor:
-        """``(X, Y, Z)`` -> ``(C, D, H, W)`` float32: item stage, then augmentation in training."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """``(X, Y, Z)`` -> (``(C, D, H, W)`` float32, augmentation parameters or None): item
+        stage, then in training the augmentation, applied here unless it is left to the device."""
         if not self.train:
-            return item_stage(data, depth_axis, modality, self.preprocess, rng=None)
+            return item_stage(data, depth_axis, modality, self.preprocess, rng=None), None
         rng, augment_seed = item_seeds(self.seed, self.epoch, index)
         image = item_stage(data, depth_axis, modality, self.preprocess, rng=rng)
-        return image if self.chain is None else apply_augment(image, self.chain, augment_seed)
+        if self.chain is None:
+            return image, None
+        if self.augment_on_device:
+            return image, draw_augment(self.chain, augment_seed, tuple(image.shape))
+        return apply_augment(image, self.chain, augment_seed), None
 
     def __getitem__(self, index: int) -> dict:
         """``dict(image=(C, D, H, W) float32, scan_uid, subject_id, label, dataset, modality)``."""
@@ -88,7 +97,9 @@ class VolumeItems(Dataset, ABC):
         data, depth_axis, modality = self.load(record)
         item = {name: text(record.get(name)) for name in ITEM_TEXT}
         item["modality"] = modality
-        item["image"] = self.render(data, depth_axis, modality, index)
+        item["image"], params = self.render(data, depth_axis, modality, index)
+        if params is not None:
+            item["augment"] = params
         return item
 
 
@@ -132,6 +143,22 @@ class CachedVolumeDataset(VolumeItems):
     def load(self, record: dict) -> tuple[np.ndarray, int | None, str]:
         """Memory-map the cached array (opened here, in whichever process draws the item)."""
         return np.load(record["file"], mmap_mode="r"), record["depth_axis"], record["modality"]
+
+
+def batch_to_device(batch: dict, device: torch.device | str) -> dict:
+    """A collated batch with its tensors on ``device``, its deferred augmentation applied there.
+
+    Args:
+        batch: a DataLoader batch of items (``image (B, C, D, H, W)``, other fields, and, for
+            items of a dataset with ``augment.on_device``, ``augment``: parameters ``(B, ...)``).
+    Returns:
+        The same fields without ``augment``; ``image`` augmented when ``augment`` was there.
+    """
+    out = {name: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+           for name, value in batch.items() if name != "augment"}
+    if "augment" in batch:
+        out["image"] = apply_augment_params(out["image"], batch["augment"])
+    return out
 
 
 def select_entries(

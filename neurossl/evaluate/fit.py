@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from neurossl.data.dataset import batch_to_device
 from neurossl.train.schedules import warmup_cosine
 
 
@@ -91,10 +92,6 @@ def class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
 def loader(dataset: Dataset, settings: FitSettings, shuffle: bool, epoch: int = 0) -> DataLoader:
     generator = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
     # a training batch of one volume breaks BatchNorm (ResNet50-3D): drop such a remainder
@@ -110,7 +107,7 @@ def predict(model: nn.Module, dataset: Dataset, device: torch.device, batch_size
     model.eval()
     probs, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-        batch = to_device(batch, device)
+        batch = batch_to_device(batch, device)
         probs.append(F.softmax(model(batch).float(), dim=-1).cpu())
         labels.append(batch["y"].cpu())
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
@@ -122,7 +119,7 @@ def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device, we
     model.eval()
     total, count = 0.0, 0
     for batch in loader(dataset, settings, shuffle=False):
-        batch = to_device(batch, device)
+        batch = batch_to_device(batch, device)
         total += float(F.cross_entropy(model(batch).float(), batch["y"], weight=weights, reduction="sum"))
         count += len(batch["y"])
     return total / max(count, 1)
@@ -143,7 +140,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dat
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
             group["weight_decay"] = settings.weight_decay if group["weight_decay_on"] else 0.0
-        batch = to_device(batch, device)
+        batch = batch_to_device(batch, device)
         loss = F.cross_entropy(model(batch).float(), batch["y"], weight=weights)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{settings.desc}: non-finite training loss at epoch {epoch}")

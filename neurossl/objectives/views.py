@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from neurossl.config import ConfigError, ViewConfig
+from neurossl.data.augment_ops import gaussian_noise
 from neurossl.objectives.base import StepInfo
 
 
@@ -153,14 +154,6 @@ def _foreground_stats(x: torch.Tensor, foreground: torch.Tensor):
     return mean, var.sqrt().clamp_min(1e-6), lo, hi
 
 
-def _gaussian_noise(like: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-    """``(B, ...)`` standard normal noise, row ``i`` drawn from a generator seeded ``seeds[i]``."""
-    rows = [torch.randn(like.shape[1:], device=like.device, dtype=like.dtype,
-                        generator=torch.Generator(like.device).manual_seed(int(seed)))
-            for seed in seeds.tolist()]
-    return torch.stack(rows)
-
-
 def apply_view(images: torch.Tensor, params: ViewParams, out_size: tuple[int, int, int]) -> torch.Tensor:
     """Render a view.
 
@@ -188,7 +181,7 @@ def apply_view(images: torch.Tensor, params: ViewParams, out_size: tuple[int, in
     jittered = (jittered - mean) * contrast + mean + brightness * std
     x = torch.where(jitter & foreground, jittered, x)
     if bool((params.noise_std > 0).any()):
-        x = x + _gaussian_noise(x, params.noise_seed) * noise_std * std
+        x = x + gaussian_noise(x, params.noise_seed) * noise_std * std
     return x
 
 

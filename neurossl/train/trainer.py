@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from neurossl.config import Config
+from neurossl.data.dataset import batch_to_device
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.distributed import DistEnv
@@ -128,9 +129,9 @@ class Trainer:
             pos.epoch, pos.batches_done = pos.epoch + 1, 0
 
     def to_device(self, batch: dict) -> dict:
-        """Tensors of ``batch`` on the training device; other fields unchanged."""
-        return {k: v.to(self.env.device, non_blocking=True) if torch.is_tensor(v) else v
-                for k, v in batch.items()}
+        """Tensors of ``batch`` on the training device (augmented there with
+        ``augment.on_device``); other fields unchanged."""
+        return batch_to_device(batch, self.env.device)
 
     # ----------------------------------------------------------------- one step
     def info(self, micro: int) -> StepInfo:

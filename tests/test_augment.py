@@ -1,0 +1,152 @@
+"""Training augmentations: MONAI's randomisation, the batched arithmetic, and where it runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Affine, AdjustContrast, RandBiasField
+from monai.transforms.utils import create_rotate, create_scale
+from torch.utils.data import DataLoader
+
+from neurossl.config import AugmentConfig, load_config
+from neurossl.data.augment import (
+    SeededRandGaussianNoise,
+    affine_theta,
+    apply_augment,
+    bias_table,
+    build_augment,
+    draw_augment,
+)
+from neurossl.data.augment_ops import (
+    PARAM_NAMES,
+    adjust_contrast,
+    apply_augment_params,
+    log_bias_field,
+    resample_affine,
+)
+from neurossl.data.dataset import CachedVolumeDataset, batch_to_device
+
+
+def smooth(*shape: int, seed: int = 0) -> torch.Tensor:
+    """A smooth random ``shape`` tensor (resampling differences show on smooth data only)."""
+    noise = torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed))
+    return torch.nn.functional.avg_pool3d(noise, 5, 1, 2)[0]
+
+
+def test_augment_chain_keeps_shape_and_is_seeded():
+    image = torch.randn(3, 8, 16, 16)
+    chain = build_augment(AugmentConfig())
+    out = apply_augment(image, chain, seed=7)
+    assert out.shape == image.shape and type(out) is torch.Tensor and out.dtype == torch.float32
+    assert torch.equal(out, apply_augment(image, build_augment(AugmentConfig()), seed=7))
+    assert not torch.equal(out, apply_augment(image, chain, seed=8))
+
+
+def test_affine_resampling_equals_monai():
+    image = smooth(2, 20, 24, 28)  # non-cubic
+    angles, scales = (0.1, -0.15, 0.07), (1.0, 0.93, 0.97)
+    reference = Affine(rotate_params=angles, scale_params=scales, padding_mode="zeros", image_only=True)(image)
+    theta = affine_theta(create_rotate(3, angles) @ create_scale(3, scales), (20, 24, 28))
+    out = resample_affine(image[None], theta[None])[0]
+    assert torch.allclose(out, torch.as_tensor(reference), atol=1e-5)
+    identity = affine_theta(np.eye(4), (20, 24, 28))
+    assert torch.allclose(resample_affine(image[None], identity[None])[0], image, atol=1e-6)
+
+
+def test_affine_resampling_is_per_volume_in_a_batch():
+    images = torch.stack([smooth(1, 12, 14, 16, seed=s) for s in range(3)])
+    thetas = torch.stack([affine_theta(create_rotate(3, (0.1 * s, 0.0, -0.05 * s)), (12, 14, 16))
+                          for s in range(3)])
+    batched = resample_affine(images, thetas)
+    for i in range(3):
+        assert torch.allclose(batched[i], resample_affine(images[i:i + 1], thetas[i:i + 1])[0], atol=1e-7)
+    assert not torch.allclose(batched[1], batched[2], atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (9, 13, 21)])
+def test_bias_field_equals_monai(shape):
+    monai = RandBiasField(coeff_range=(-0.1, 0.1), prob=1.0)
+    monai.set_random_state(5)
+    image = torch.rand(1, *shape) + 0.5
+    reference = torch.as_tensor(monai(image))
+    assert np.ptp(monai._coeff) > 0.05  # a real polynomial, not a constant field
+    field = log_bias_field(bias_table(monai._coeff, monai.degree)[None], shape)[0]
+    assert torch.allclose(image * field.exp(), reference, rtol=1e-5)
+
+
+def test_contrast_equals_monai_per_volume():
+    images = torch.stack([smooth(2, 6, 7, 8, seed=1) * 3 - 1, smooth(2, 6, 7, 8, seed=2)])
+    gamma = torch.tensor([0.9, 1.1])
+    out = adjust_contrast(images, gamma)
+    for i in range(2):
+        reference = torch.as_tensor(AdjustContrast(float(gamma[i]))(images[i]))
+        assert torch.allclose(out[i], reference, atol=1e-6)
+
+
+def test_noise_is_seeded_with_the_requested_std():
+    noise = SeededRandGaussianNoise(mean=0.0, std=0.5, prob=1.0, sample_std=False)
+    image = torch.zeros(1, 32, 32, 32)
+    noise.set_random_state(1)
+    first = torch.as_tensor(noise(image))
+    noise.set_random_state(1)
+    assert torch.equal(first, torch.as_tensor(noise(image)))
+    assert abs(first.std().item() - 0.5) < 0.01 and abs(first.mean().item()) < 0.01
+    assert not torch.equal(first, torch.as_tensor(noise(image)))  # the next draw differs
+
+
+def test_drawn_parameters_follow_the_config():
+    cfg = AugmentConfig(rotation_deg=10.0, scale=(0.9, 1.0), aspect_ratio=(0.9, 1.1), gamma=0.1,
+                        noise_std=0.01, bias_coeff=0.1)
+    chain = build_augment(cfg)
+    draws = [draw_augment(chain, seed, (1, 16, 16, 16)) for seed in range(200)]
+    assert all(set(d) == set(PARAM_NAMES) for d in draws)
+    det = torch.stack([torch.linalg.det(d["theta"].double()) for d in draws])
+    # |det| of a rotation times grid scales (1, h, w) is h * w = s ~ U(0.9, 1.0)
+    assert 0.9 - 1e-6 <= det.min() and det.max() <= 1.0 + 1e-6 and det.std() > 0.02
+    gamma = torch.stack([d["gamma"] for d in draws])
+    assert 0.9 <= gamma.min() and gamma.max() <= 1.1 and gamma.std() > 0.03
+    std = torch.stack([d["noise_std"] for d in draws])
+    assert 0 <= std.min() and std.max() <= 0.01
+    bias = torch.stack([d["bias"] for d in draws])
+    assert bias.abs().max() <= 0.1 and (bias != 0).sum(dim=(1, 2, 3)).eq(20).all()  # degree 3: 20 terms
+    assert len({int(d["noise_seed"]) for d in draws}) == 200
+
+
+def test_a_batch_augments_as_its_items_do():
+    chain = build_augment(AugmentConfig())
+    images = torch.stack([smooth(2, 10, 12, 14, seed=s) for s in range(4)])
+    params = [draw_augment(chain, seed, (2, 10, 12, 14)) for seed in (3, 4, 5, 6)]
+    stacked = {name: torch.stack([p[name] for p in params]) for name in PARAM_NAMES}
+    batched = apply_augment_params(images, stacked)
+    for i, seed in enumerate((3, 4, 5, 6)):
+        assert torch.allclose(batched[i], apply_augment(images[i], chain, seed), atol=1e-6)
+
+
+def test_on_device_items_carry_parameters_and_augment_to_the_same_batch(smoke_data):
+    cfg = load_config("smoke")
+    cache = smoke_data / "cache"
+    kwargs = dict(train=True, preprocess=cfg.preprocess, seed=11)
+    in_loader = CachedVolumeDataset(cache, augment=AugmentConfig(), **kwargs)
+    on_device = CachedVolumeDataset(cache, augment=AugmentConfig(on_device=True), **kwargs)
+    plain = CachedVolumeDataset(cache, augment=None, **kwargs)
+    for dataset in (in_loader, on_device, plain):
+        dataset.set_epoch(2)
+    item = on_device[0]
+    assert set(item["augment"]) == set(PARAM_NAMES) and "augment" not in in_loader[0]
+    assert torch.equal(item["image"], plain[0]["image"])  # not yet augmented
+
+    batch = next(iter(DataLoader(on_device, batch_size=4)))
+    moved = batch_to_device(batch, "cpu")
+    expected = next(iter(DataLoader(in_loader, batch_size=4)))
+    assert "augment" not in moved and moved["scan_uid"] == expected["scan_uid"]
+    assert torch.allclose(moved["image"], expected["image"], atol=1e-6)
+    assert not torch.allclose(moved["image"], batch["image"], atol=1e-3)
+    evaluated = CachedVolumeDataset(cache, train=False, preprocess=cfg.preprocess,
+                                    augment=AugmentConfig(on_device=True))
+    assert "augment" not in evaluated[0]  # evaluation never augments
+
+
+def test_the_paper_profile_augments_on_the_device_and_the_others_in_the_loader():
+    assert load_config("paper").augment.on_device
+    assert not load_config("demo").augment.on_device and not load_config("smoke").augment.on_device
