@@ -6,8 +6,9 @@
 #      objectives, when a cache and split folder are given;
 #   3. benchmarks/bench_augment.py --device cuda: the augmentation of a batch on the GPU
 #      (augment.on_device) against a loader worker's per-item cost;
-#   4. benchmarks/bench_pretrain.py --device cuda at the demo and paper shapes (last: the
-#      longest part, and its page is rewritten after every objective).
+#   4. benchmarks/bench_pretrain.py --device cuda at the paper shape with the blocks compiled
+#      (train.compile=inductor), then every objective at the demo and paper shapes eager (last:
+#      the longest part, and its page is rewritten after every objective).
 #
 #   benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR SPLITS_DIR]
 #
@@ -59,6 +60,12 @@ section "augmentation benchmark"
 timeout "$limit" "$py" benchmarks/bench_augment.py --device cuda --out "$out/augment_cuda.md" \
   >"$out/bench_augment.log" 2>&1 || status=1
 tail -n 8 "$out/bench_augment.log"
+
+section "pretraining benchmark, compiled blocks"
+timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --shapes paper --compile inductor \
+  --objectives mae,jepa,simclr --warmup 4 --spectral-cycles 0 --out "$out/pretrain_cuda_compile.md" \
+  >"$out/bench_pretrain_compile.log" 2>&1 || status=1
+tail -n 12 "$out/bench_pretrain_compile.log"
 
 section "pretraining benchmark"
 timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --spectral-cycles 2 \

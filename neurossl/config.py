@@ -224,6 +224,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     num_workers: int = 2
+    # none | a torch.compile backend ("inductor" on GPU nodes): every transformer block compiled
+    # in place, parameter names kept (checkpoints and exports as eager ones)
+    compile: str = "none"
     dist_timeout_s: int = 1800  # a collective that waits longer (a rank died or hangs) raises
     collapse_every: int = 50  # JEPA collapse monitor: std and effective rank of embeddings
     datasets: tuple[str, ...] = ()  # pretraining datasets of the split folder; () = all of them

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from neurossl.config import ConfigError
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.schedules import cosine, linear, warmup_cosine
 from neurossl.train.trainer import TrainingDiverged, loss_fell, read_metrics
@@ -96,6 +97,38 @@ def test_jepa_resume_restores_teacher_and_optimizer(tmp_path):
     assert second.optimizer.state_dict()["state"].keys() == first.optimizer.state_dict()["state"].keys()
 
 
+GRAPHS = []  # what the test backend below was handed
+
+
+@torch._dynamo.register_backend
+def neurossl_test_recorder(graph, example_inputs):
+    """A torch.compile backend that records each captured graph and runs it as traced."""
+    GRAPHS.append(graph)
+    return graph.forward
+
+
+def test_compiled_blocks_train_as_eager_ones_and_keep_parameter_names(tmp_path):
+    eager = make_trainer(tmp_path / "eager", "jepa", ["train.max_steps=3"])
+    GRAPHS.clear()
+    compiled = make_trainer(tmp_path / "compiled", "jepa",
+                            ["train.max_steps=3", "train.compile=neurossl_test_recorder"])
+    losses = [trainer.fit()["loss"] for trainer in (eager, compiled)]
+    assert GRAPHS, "no block went through torch.compile"
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    a, b = eager.objective.state_dict(), compiled.objective.state_dict()
+    assert list(a) == list(b)  # no `_orig_mod.` prefixes: checkpoints and exports as eager ones
+    for key in a:
+        if a[key].is_floating_point():
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    resumed = make_trainer(tmp_path / "compiled", "jepa", ["train.max_steps=3"])  # eager
+    assert resumed.resume() and same_state(resumed.objective.state_dict(), b)
+
+
+def test_an_unknown_compile_backend_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"'train.compile'.*inductor.*got 'inductr'"):
+        make_trainer(tmp_path, "mae", ["train.compile=inductr"])
+
+
 def test_nan_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path)
     original = trainer.objective.forward
@@ -174,9 +207,10 @@ def run_ddp(folder: Path, steps: list[str], env: dict, timeout: float = 90,
     return wait_all(procs, timeout)
 
 
-# SimCLR and DINO-MIM (with KoLeo) gather the global batch for their batch-level losses.
+# SimCLR and DINO-MIM (with KoLeo) gather the global batch for their batch-level losses; MAE
+# runs with compiled blocks inside DDP (eager MAE under DDP: the torchrun test below).
 @pytest.mark.parametrize("objective, extra", [
-    ("mae", []), ("jepa", []), ("simclr", []),
+    ("mae", ["--set", "train.compile=aot_eager"]), ("jepa", []), ("simclr", []),
     ("dino_mim", ["--set", "objective.koleo_weight=0.1"]),
 ])
 def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
@@ -199,6 +233,8 @@ def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
         final = tmp_path / "ddp2" / "final.pt"
     else:
         final = tmp_path / "ddp1" / "final.pt"
+    if "train.compile=aot_eager" in extra:
+        assert "compiled blocks 3" in final.with_name("final.pt.1.log").read_text()  # 2 + decoder's 1
     a, b = torch.load(tmp_path / "single.pt"), torch.load(final)
     for key in a:
         if torch.is_tensor(a[key]) and a[key].is_floating_point():

@@ -70,8 +70,8 @@ def main() -> int:
     trainer = make_trainer(args.run_dir, args.objective, args.extra, args.item_delay,
                            device=args.device)
     backend = dist.get_backend() if dist.is_initialized() else "none"
-    print(f"model {type(trainer.model).__name__}, backend {backend}, device {trainer.env.device}",
-          flush=True)
+    print(f"model {type(trainer.model).__name__}, backend {backend}, device {trainer.env.device}, "
+          f"compiled blocks {trainer.compiled_blocks}", flush=True)
     if args.resume:
         trainer.resume()
     trainer.fit()
