@@ -72,8 +72,7 @@ def test_training_runs_logs_and_checkpoints(tmp_path):
 
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full = run_worker(tmp_path / "full", tmp_path / "full.pt", env=env)
-    assert full.wait(timeout=120) == 0, output(full)
+    full = run_worker(tmp_path / "full", tmp_path / "full.pt", env=env)  # alongside the victim
     victim = run_worker(tmp_path / "killed", tmp_path / "unused.pt", "--item-delay", "0.15", env=env)
     deadline = time.time() + 120
     while time.time() < deadline and len(ckpt.step_checkpoints(tmp_path / "killed" / "checkpoints")) < 2:
@@ -85,6 +84,7 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     assert int(done.stem.split("_")[1]) < 8, "the run finished before it was killed"
     resumed = run_worker(tmp_path / "killed", tmp_path / "resumed.pt", "--resume", env=env)
     assert resumed.wait(timeout=120) == 0, output(resumed)
+    assert full.wait(timeout=120) == 0, output(full)
     assert same_state(torch.load(tmp_path / "full.pt"), torch.load(tmp_path / "resumed.pt"))
 
 
@@ -218,10 +218,11 @@ def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
     steps = ["--set", "train.max_steps=3", "--set", "train.dist_timeout_s=45",
              "--objective", objective, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the one-process reference runs alongside the pair (3 single-threaded processes, 2 cores)
     single = run_worker(tmp_path / "single", tmp_path / "single.pt", *steps, "--set",
                         "optim.batch_size=4", env=env)
-    assert single.wait(timeout=120) == 0, output(single)
     failure = run_ddp(tmp_path / "ddp1", steps, env)
+    assert single.wait(timeout=120) == 0, output(single)
     if failure is not None:
         # Pairs used to hang at exit in ~1 of 20 runs (gloo's worker thread and the destroyed
         # group deadlocked on the GIL; `shutdown_distributed(finished=True)` now waits at a
@@ -246,11 +247,11 @@ def test_torchrun_single_process_takes_the_ddp_path_bitwise_equal_to_a_plain_run
     # several ranks do; its weights must be those of a plain `python` run, bit for bit
     steps = ["--set", "train.max_steps=3", "--set", "train.dist_timeout_s=45"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    plain = run_worker(tmp_path / "plain", tmp_path / "plain.pt", *steps, env=env)
-    assert plain.wait(timeout=120) == 0, output(plain)
-    assert "model MAE" in output(plain) and "backend none" in output(plain), output(plain)
+    plain = run_worker(tmp_path / "plain", tmp_path / "plain.pt", *steps, env=env)  # alongside
     failure = run_ddp(tmp_path / "one", steps, env, ranks=1)
     assert failure is None, failure
+    assert plain.wait(timeout=120) == 0, output(plain)
+    assert "model MAE" in output(plain) and "backend none" in output(plain), output(plain)
     log = (tmp_path / "one" / "final.pt.0.log").read_text()
     assert "model DistributedDataParallel, backend gloo" in log, log
     assert same_state(torch.load(tmp_path / "plain.pt"), torch.load(tmp_path / "one" / "final.pt"))
