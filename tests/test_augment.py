@@ -46,7 +46,8 @@ def test_augment_chain_keeps_shape_and_is_seeded():
 def test_affine_resampling_equals_monai():
     image = smooth(2, 20, 24, 28)  # non-cubic
     angles, scales = (0.1, -0.15, 0.07), (1.0, 0.93, 0.97)
-    reference = Affine(rotate_params=angles, scale_params=scales, padding_mode="zeros", image_only=True)(image)
+    affine = Affine(rotate_params=angles, scale_params=scales, padding_mode="zeros", image_only=True)
+    reference = affine(image)
     theta = affine_theta(create_rotate(3, angles) @ create_scale(3, scales), (20, 24, 28))
     out = resample_affine(image[None], theta[None])[0]
     assert torch.allclose(out, torch.as_tensor(reference), atol=1e-5)

@@ -12,10 +12,11 @@ only in where the deterministic-stage array comes from:
 An item is ``dict(image=(C, D, H, W) float32, scan_uid, subject_id, label, dataset, modality)``
 (strings; ``""`` where unknown); with ``augment.on_device`` a training item also carries
 ``augment``, its drawn augmentation parameters, and its image is not yet augmented:
-:func:`batch_to_device` applies them to the whole batch on the training device. Randomness (slice axis, crop offset, augmentations) comes from
-a seed derived from ``(seed, epoch, index)``, so an item is the same whichever DataLoader worker
-draws it and however many workers there are. Nothing is opened in ``__init__``: each item opens
-its memmap itself, so datasets pickle cheaply into workers and hold no shared mutable state.
+:func:`batch_to_device` applies them to the whole batch on the training device. Randomness
+(slice axis, crop offset, augmentations) comes from a seed derived from ``(seed, epoch, index)``,
+so an item is the same whichever DataLoader worker draws it and however many workers there are.
+Nothing is opened in ``__init__``: each item opens its memmap itself, so datasets pickle cheaply
+into workers and hold no shared mutable state.
 """
 
 from __future__ import annotations
