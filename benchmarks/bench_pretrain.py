@@ -11,6 +11,7 @@ with the profile's amortisation (``objective.spectral_every`` K) and with K = 1.
     python benchmarks/bench_pretrain.py --shapes demo --threads 2     # a CPU in minutes
     python benchmarks/bench_pretrain.py --device cuda --batch-paper 8 --objectives mae,slmae
     python benchmarks/bench_pretrain.py --device cuda --compile inductor   # train.compile
+    python benchmarks/bench_pretrain.py --device cuda --set train.activation_checkpointing=true
 
 Prints Markdown tables and writes them to ``benchmarks/results/pretrain_<device>.md``
 (+ ``pretrain_<device>.csv``).
@@ -40,7 +41,8 @@ from neurossl.config import load_config
 from neurossl.models import VisionTransformer3D
 from neurossl.objectives import OBJECTIVES, build_objective
 from neurossl.train.distributed import DistEnv, pick_device
-from neurossl.train.trainer import Trainer, compile_blocks
+from neurossl.train.blocks import compile_blocks
+from neurossl.train.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = ("demo", "paper")  # profile names
@@ -62,6 +64,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument("--compile", default="none",
                         help="train.compile: a torch.compile backend for the blocks (default none)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every objective, e.g. train.activation_checkpointing=true")
     parser.add_argument("--note", default="", help="a line for the header (e.g. 'CPU shared')")
     parser.add_argument("--out", type=Path,
                         help="Markdown path (default: benchmarks/results/pretrain_<device>.md)")
@@ -188,7 +192,7 @@ class Bench:
 def prepare(args, shape: str, name: str, env: DistEnv, batch_size: int, every: int) -> Bench:
     """Build ``name`` at ``shape`` (``batch_size`` / ``every`` 0: the profile's), count one
     step's FLOPs and tokens, and run the warm-up steps."""
-    overrides = [f"objective.name={name}"]
+    overrides = [*args.overrides, f"objective.name={name}"]
     overrides += [f"optim.batch_size={batch_size}"] if batch_size else []
     overrides += [f"objective.spectral_every={every}"] if every else []
     cfg = load_config(shape, overrides=overrides)
@@ -393,6 +397,10 @@ def header(args, device: torch.device, ceiling: float, load: tuple[float, ...]) 
                                   f"compiled (`train.compile={args.compile}`) after the "
                                   "FLOP-counted step; the warm-up steps compile them"),
     ]
+    if args.overrides:
+        notes.append("config overrides: " + ", ".join(f"`{o}`" for o in args.overrides)
+                     + " (with activation checkpointing the counted FLOPs include the recomputed "
+                     "forward passes)")
     return [f"- {n}" for n in notes]
 
 

@@ -227,6 +227,9 @@ class TrainConfig:
     # none | a torch.compile backend ("inductor" on GPU nodes): every transformer block compiled
     # in place, parameter names kept (checkpoints and exports as eager ones)
     compile: str = "none"
+    # recompute each block's activations in backward (~1/3 more compute, a fraction of the
+    # activation memory; the batch stays whole, unlike optim.accum_steps)
+    activation_checkpointing: bool = False
     dist_timeout_s: int = 1800  # a collective that waits longer (a rank died or hangs) raises
     collapse_every: int = 50  # JEPA collapse monitor: std and effective rank of embeddings
     datasets: tuple[str, ...] = ()  # pretraining datasets of the split folder; () = all of them

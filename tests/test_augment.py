@@ -65,6 +65,18 @@ def test_affine_resampling_is_per_volume_in_a_batch():
     assert not torch.allclose(batched[1], batched[2], atol=1e-3)
 
 
+@pytest.mark.parametrize("out_size", [None, (8, 10, 12)])
+def test_affine_resampling_equals_affine_grid_with_translation_and_a_new_size(out_size):
+    images = torch.stack([smooth(2, 12, 14, 16, seed=s) for s in range(2)])
+    theta = torch.tensor([[[0.9, 0.1, 0.0, 0.05], [-0.1, 0.8, 0.05, 0.0], [0.0, 0.0, -1.0, -0.1]],
+                          [[0.5, 0.0, 0.0, 0.3], [0.0, 0.6, 0.0, -0.2], [0.0, 0.0, 0.7, 0.1]]])
+    size = out_size or (12, 14, 16)
+    grid = torch.nn.functional.affine_grid(theta, [2, 2, *size], align_corners=False)
+    reference = torch.nn.functional.grid_sample(images, grid, align_corners=False)
+    out = resample_affine(images, theta, out_size)
+    assert out.shape == (2, 2, *size) and torch.allclose(out, reference, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(16, 16, 16), (9, 13, 21)])
 def test_bias_field_equals_monai(shape):
     monai = RandBiasField(coeff_range=(-0.1, 0.1), prob=1.0)

@@ -124,6 +124,29 @@ def test_compiled_blocks_train_as_eager_ones_and_keep_parameter_names(tmp_path):
     assert resumed.resume() and same_state(resumed.objective.state_dict(), b)
 
 
+@pytest.mark.parametrize("objective, extra", [
+    ("jepa", []), ("moe_jepa", ["train.compile=aot_eager"]),  # MoE: its balancing loss too
+])
+def test_activation_checkpointing_keeps_the_step_and_holds_less_for_backward(objective, extra, tmp_path):
+    runs = {}
+    for enabled in ("false", "true"):
+        trainer = make_trainer(tmp_path / enabled, objective, [
+            "train.max_steps=2", "model.drop_path=0.2", f"train.activation_checkpointing={enabled}", *extra])
+        held = []  # bytes of every tensor autograd saves outside checkpointed blocks
+
+        def pack(tensor):
+            held.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            batches = trainer.micro_batches()
+            losses = [trainer.train_step(batches)["loss"] for _ in range(2)]
+        runs[enabled] = losses, sum(held), trainer.objective.state_dict()
+    (losses, held, state), (ck_losses, ck_held, ck_state) = runs["false"], runs["true"]
+    assert ck_losses == losses and same_state(ck_state, state)  # drop path redrawn identically
+    assert ck_held < held / 2, (ck_held, held)
+
+
 def test_an_unknown_compile_backend_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"'train.compile'.*inductor.*got 'inductr'"):
         make_trainer(tmp_path, "mae", ["train.compile=inductr"])

@@ -28,22 +28,27 @@ PARAM_NAMES = ("theta", "bias", "gamma", "noise_std", "noise_seed")
 CONTRAST_EPS = 1e-7  # as monai.transforms.AdjustContrast
 
 
-def resample_affine(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+def resample_affine(images: torch.Tensor, theta: torch.Tensor,
+                    out_size: tuple[int, int, int] | None = None) -> torch.Tensor:
     """Bilinear resampling with zero padding, one ``grid_sample`` call for the batch.
 
     Args:
         images: ``(B, C, D, H, W)`` float.
-        theta: ``(B, 3, 3)`` output -> input map in normalised ``(x, y, z) = (W, H, D)`` units.
+        theta: ``(B, 3, 3)`` output -> input map in normalised ``(x, y, z) = (W, H, D)`` units,
+            or ``(B, 3, 4)`` with a translation column (``F.affine_grid``'s convention).
+        out_size: ``(D', H', W')`` of the output; default the input's.
     Returns:
-        ``(B, C, D, H, W)``.
+        ``(B, C, D', H', W')``, equal to ``grid_sample`` on ``F.affine_grid(theta)``.
     """
     theta = theta.to(images.dtype)
-    # affine_grid's (B, D, H, W, 3) grid as a sum of three broadcast axes: a third of its cost.
+    # affine_grid's (B, D, H, W, 3) grid as a sum of broadcast axes: a third of its cost
     d, h, w = (((torch.arange(n, dtype=images.dtype, device=images.device) * 2 + 1) / n - 1)
-               for n in images.shape[2:])
-    rows = theta.view(-1, 1, 1, 1, 3, 3)
+               for n in (out_size or images.shape[2:]))
+    rows = theta.view(-1, 1, 1, 1, 3, theta.shape[-1])
     grid = (rows[..., 0] * w[:, None] + rows[..., 1] * h[:, None, None]
             + rows[..., 2] * d[:, None, None, None])
+    if theta.shape[-1] == 4:
+        grid = grid + rows[..., 3]
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 

@@ -22,6 +22,16 @@ def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (patches - mean) / (var + eps).sqrt()
 
 
+def abs_pow(diff: torch.Tensor, p: float) -> torch.Tensor:
+    """``|diff| ** p`` element-wise; p = 1 (the official L1) and p = 2 skip the general ``pow``,
+    which copies the tensor and costs a further pass in backward."""
+    if p == 1:
+        return diff.abs()
+    if p == 2:
+        return diff.square()
+    return diff.abs().pow(p)
+
+
 def masked_pixel_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -47,16 +57,16 @@ def masked_pixel_loss(
     if norm_pix:
         target = normalize_patches(target)
     if mask is None:
-        return (pred - target).abs().pow(p).mean() / p
+        return abs_pow(pred - target, p).mean() / p
     if mask.dtype == torch.bool:
         if pred.shape != target.shape or mask.shape != pred.shape[:2]:
             raise ValueError("a boolean mask needs pred, target (B, N, P) and mask (B, N)")
-        per_patch = (pred - target).abs().pow(p).mean(dim=-1)
+        per_patch = abs_pow(pred - target, p).mean(dim=-1)
         return (per_patch * mask).sum() / mask.sum().clamp_min(1) / p
     target = gather_tokens(target, mask)
     if pred.shape[1] != mask.shape[1]:
         pred = gather_tokens(pred, mask)
-    return (pred - target).abs().pow(p).mean() / p
+    return abs_pow(pred - target, p).mean() / p
 
 
 def layer_norm_targets(h: torch.Tensor) -> torch.Tensor:
@@ -73,4 +83,4 @@ def jepa_loss(pred: torch.Tensor, target: torch.Tensor, p: float = 1.0) -> torch
             (:func:`layer_norm_targets`); detached here, the teacher never gets a gradient.
         p: exponent (official 1: L1).
     """
-    return (pred - target.detach()).abs().pow(p).mean() / p
+    return abs_pow(pred - target.detach(), p).mean() / p

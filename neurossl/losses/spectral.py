@@ -73,7 +73,11 @@ def standardize_volumes(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """``(x - mean) / (std + eps)`` over the last three axes; unbiased std as in the official code."""
     dims = (-3, -2, -1)
     centred = x - x.mean(dim=dims, keepdim=True)
-    return centred / (x.std(dim=dims, keepdim=True) + eps)
+    # the std from the centred volume already at hand: torch.std's own pass over a 64^3 batch
+    # costs ~7 ms on a CPU, a fifth of the loss
+    count = x.shape[-3] * x.shape[-2] * x.shape[-1]
+    std = (centred.square().sum(dim=dims, keepdim=True) / (count - 1)).sqrt()
+    return centred / (std + eps)
 
 
 def spectral_loss(

@@ -60,7 +60,10 @@ class MAE(Objective):
         keep, masked = global_masks(self.masks, images.shape[0], info, images.device)
         pred = self.reconstruct(images, keep)
         target = patchify(images, self.student.tubelet_size, self.student.patch_size)
-        pixel = masked_pixel_loss(pred, target, masked, p=self.loss_p, norm_pix=self.norm_pix)
+        # a (B, N) boolean mask: weighting every patch costs less than gathering the masked ones
+        # (and scattering their gradient back)
+        is_masked = indices_to_mask(masked, target.shape[1])
+        pixel = masked_pixel_loss(pred, target, is_masked, p=self.loss_p, norm_pix=self.norm_pix)
         losses = {"pixel": pixel}
         total = pixel
         if self.spectral is not None:

@@ -2,7 +2,7 @@
 
 A view is drawn in two parts, both on the batch's device and batched over volumes:
 
-1. spatial, ONE ``F.affine_grid`` + ``F.grid_sample`` call for the whole batch: a random box
+1. spatial, ONE ``grid_sample`` call for the whole batch (``resample_affine``): a random box
    (each axis an independent fraction of the volume, so this is also the scale / aspect part of
    the affine), a random rotation about each axis (in voxel units, so an anisotropic grid is not
    sheared), and random flips (a negative axis scale), resampled (trilinear) to ``out_size``;
@@ -39,10 +39,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from neurossl.config import ConfigError, ViewConfig
-from neurossl.data.augment_ops import gaussian_noise
+from neurossl.data.augment_ops import gaussian_noise, resample_affine
 from neurossl.objectives.base import StepInfo
 
 
@@ -140,16 +139,17 @@ def sample_view_params(spec: ViewConfig, batch: int, in_size: tuple[int, int, in
 
 
 def _foreground_stats(x: torch.Tensor, foreground: torch.Tensor):
-    """Per volume and channel mean, std, min and max of ``x`` over its ``foreground`` voxels,
-    each ``(B, C, 1, 1, 1)`` (all zeros for a channel without foreground)."""
+    """Per volume and channel mean, std, min and max of ``x`` over its ``foreground = x != 0``
+    voxels, each ``(B, C, 1, 1, 1)`` (all zeros for a channel without foreground)."""
     dims = (2, 3, 4)
-    weight = foreground.to(x.dtype)
-    voxels = weight.sum(dim=dims, keepdim=True)
+    voxels = foreground.sum(dim=dims, keepdim=True, dtype=x.dtype)
     count = voxels.clamp_min(1.0)
-    mean = (x * weight).sum(dim=dims, keepdim=True) / count
-    var = ((x - mean).square() * weight).sum(dim=dims, keepdim=True) / count
-    lo = x.masked_fill(~foreground, float("inf")).amin(dim=dims, keepdim=True)
-    hi = x.masked_fill(~foreground, float("-inf")).amax(dim=dims, keepdim=True)
+    # x is 0 off the foreground, so plain sums over the volume are the foreground's sums: two
+    # passes over the voxels instead of the five of weighted, centred sums
+    mean = x.sum(dim=dims, keepdim=True) / count
+    var = (x.square().sum(dim=dims, keepdim=True) / count - mean.square()).clamp_min(0.0)
+    lo = torch.where(foreground, x, float("inf")).amin(dim=dims, keepdim=True)
+    hi = torch.where(foreground, x, float("-inf")).amax(dim=dims, keepdim=True)
     lo, hi = lo.masked_fill(voxels == 0, 0.0), hi.masked_fill(voxels == 0, 0.0)
     return mean, var.sqrt().clamp_min(1e-6), lo, hi
 
@@ -165,10 +165,8 @@ def apply_view(images: torch.Tensor, params: ViewParams, out_size: tuple[int, in
     Returns:
         ``(B, C, D', H', W')`` float32 on ``images.device``.
     """
-    b, c = images.shape[:2]
     device = images.device
-    grid = F.affine_grid(params.theta.to(device), [b, c, *out_size], align_corners=False)
-    x = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    x = resample_affine(images.float(), params.theta.to(device), out_size)
 
     foreground = x != 0
     mean, std, lo, hi = _foreground_stats(x, foreground)
@@ -177,11 +175,16 @@ def apply_view(images: torch.Tensor, params: ViewParams, out_size: tuple[int, in
         p.to(device).view(row) for p in (params.gamma, params.contrast, params.brightness,
                                          params.noise_std, params.jitter))
     span = (hi - lo).clamp_min(1e-6)
-    jittered = ((x - lo) / span).clamp(0, 1).pow(gamma) * span + lo
-    jittered = (jittered - mean) * contrast + mean + brightness * std
+    # gamma on the min-max-normalised foreground, then contrast about its mean and a brightness
+    # shift: ((x - lo) / span) ** gamma * (span * contrast) + (lo - mean) * contrast + mean +
+    # brightness * std, as two fused multiply-adds around in-place clamp and pow (the views are
+    # a large share of a SimCLR / DINO step on a CPU)
+    jittered = torch.addcmul(-lo / span, x, 1.0 / span).clamp_(0, 1).pow_(gamma)
+    shift = (lo - mean) * contrast + mean + brightness * std
+    jittered = torch.addcmul(shift, jittered, span * contrast)
     x = torch.where(jitter & foreground, jittered, x)
     if bool((params.noise_std > 0).any()):
-        x = x + gaussian_noise(x, params.noise_seed) * noise_std * std
+        x.addcmul_(gaussian_noise(x, params.noise_seed), noise_std * std)
     return x
 
 

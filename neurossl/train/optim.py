@@ -26,9 +26,14 @@ def param_groups(model: nn.Module) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`; lr and weight decay are set each step by :func:`apply_schedules`."""
+    """AdamW over :func:`param_groups`; lr and weight decay are set each step by :func:`apply_schedules`.
+
+    The fused implementation (one kernel over all parameters, CPU and CUDA): on the CPU torch
+    otherwise steps each of the ~100 tensors of a small ViT with ~10 small ops apiece (demo MAE:
+    9.0 ms against 1.7 ms per step).
+    """
     return torch.optim.AdamW(param_groups(model), lr=cfg.lr, betas=cfg.betas,
-                             weight_decay=cfg.weight_decay)
+                             weight_decay=cfg.weight_decay, fused=True)
 
 
 def apply_schedules(optimizer: torch.optim.Optimizer, cfg: OptimConfig, step: int, total: int,

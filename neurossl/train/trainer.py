@@ -1,6 +1,7 @@
 """The one training loop: every objective, one process or many (``torchrun``), CPU or GPU.
 
-With ``train.compile`` every transformer block is compiled in place first (:func:`compile_blocks`).
+The transformer blocks may first be set to recompute their activations in backward and be
+compiled (``train.activation_checkpointing``, ``train.compile``: :mod:`neurossl.train.blocks`).
 Per optimiser step: ``accum_steps`` micro-batches -> objective losses -> backward (DDP syncs on
 the last micro-batch) -> NaN/Inf guard -> clip -> schedules -> AdamW -> ``objective.after_step``
 (EMA). Checkpoints are atomic and hold everything exact resume needs: model and teacher,
@@ -22,11 +23,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from neurossl.config import Config, ConfigError
+from neurossl.config import Config
 from neurossl.data.dataset import batch_to_device
-from neurossl.models.layers import Block
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.train import checkpoint as ckpt
+from neurossl.train.blocks import checkpoint_blocks, compile_blocks
 from neurossl.train.distributed import DistEnv
 from neurossl.train.optim import apply_schedules, build_optimizer
 from neurossl.train.sampler import ResumableSampler
@@ -60,25 +61,6 @@ def check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
             )
 
 
-def compile_blocks(model: torch.nn.Module, backend: str) -> int:
-    """Compile every transformer :class:`Block` of ``model`` in place; returns how many.
-
-    Blocks rather than the whole objective: they hold nearly all the work, each objective's
-    glue (masking, gathers, EMA, losses) stays eager, and ``Module.compile`` keeps parameter
-    names, so checkpoints, EMA teachers and exported encoders are exactly an eager run's.
-    ``backend`` "none" compiles nothing; otherwise a name from ``torch.compiler.list_backends``.
-    """
-    if backend == "none":
-        return 0
-    if backend not in torch.compiler.list_backends(exclude_tags=()):  # debug ones included
-        raise ConfigError(f"'train.compile' must be 'none' or a torch.compile backend such as "
-                          f"{', '.join(torch.compiler.list_backends())}, got '{backend}'")
-    blocks = [m for m in model.modules() if isinstance(m, Block)]
-    for block in blocks:
-        block.compile(backend=backend)
-    return len(blocks)
-
-
 class Trainer:
     """Runs ``objective`` over ``dataset`` as ``cfg`` says, writing into ``run_dir``."""
 
@@ -87,6 +69,7 @@ class Trainer:
         self.cfg, self.env, self.dataset = cfg, env, dataset
         self.run_dir = Path(run_dir)
         self.objective = objective.to(env.device)
+        checkpoint_blocks(self.objective, cfg.train.activation_checkpointing)
         self.compiled_blocks = compile_blocks(self.objective, cfg.train.compile)
         device_ids = [env.device] if env.device.type == "cuda" else None
         self.model = (DistributedDataParallel(self.objective, device_ids=device_ids)
