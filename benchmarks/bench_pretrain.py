@@ -59,6 +59,8 @@ def parse_args() -> argparse.Namespace:
                         help="untimed steps first (>= 1; the first is the FLOP-counted one)")
     parser.add_argument("--spectral-cycles", type=int, default=3,
                         help="SL-MAE times at least this many cycles of K steps (0: --steps only)")
+    parser.add_argument("--blocks", type=int, default=2,
+                        help="MAE / SL-MAE: blocks of consecutive steps per objective, in turn")
     parser.add_argument("--batch-paper", type=int, default=0,
                         help="paper-shape batch (default: the profile's 8 on CUDA, 1 on CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
@@ -227,20 +229,32 @@ def prepare(args, shape: str, name: str, env: DistEnv, batch_size: int, every: i
     return Bench(label, trainer, batches, every, trainer.position.step, row)
 
 
-def time_steps(benches: list[Bench], count: int) -> list[list[float]]:
-    """Seconds of ``count`` steps of each bench, taken in turn so that a shared machine's load
-    falls on all of them alike (device synchronised around each step)."""
+def time_steps(benches: list[Bench], count: int, blocks: int) -> list[list[float]]:
+    """Seconds of ``count`` consecutive steps of each bench per block, the benches' blocks
+    taken in turn ``blocks`` times so that a shared machine's load falls on all of them alike
+    (device synchronised around each step).
+
+    A run trains one model, step after step; stepping several models in strict alternation
+    instead evicts each one's weights and optimiser state from the caches and costs a demo MAE
+    step ~15 % on a CPU. So every block is a run of consecutive steps, led by one untimed step
+    (the one after the switch), and ``count`` is a whole number of each bench's K-step cycles
+    starting at a spectral step.
+    """
     seconds: list[list[float]] = [[] for _ in benches]
-    for i in range(count):
+    for block in range(blocks):
         for bench, times in zip(benches, seconds):
-            device = bench.trainer.env.device
-            synchronize(device)
-            begin = time.perf_counter()
+            device, position = bench.trainer.env.device, bench.trainer.position
+            # the untimed lead-in step is the one before a spectral step
+            position.step = bench.timed_start + block * count - 1
             bench.trainer.train_step(bench.batches)
-            synchronize(device)
-            times.append(time.perf_counter() - begin)
-        steps = ", ".join(f"{b.label} {t[-1]:.3f} s" for b, t in zip(benches, seconds))
-        print(f"    step {i + 1}/{count}: {steps}", flush=True)
+            for _ in range(count):
+                synchronize(device)
+                begin = time.perf_counter()
+                bench.trainer.train_step(bench.batches)
+                synchronize(device)
+                times.append(time.perf_counter() - begin)
+            print(f"    block {block + 1}/{blocks} {bench.label}: "
+                  + " ".join(f"{t:.3f}" for t in times[-count:]) + " s", flush=True)
     return seconds
 
 
@@ -273,7 +287,9 @@ def measure(args, shape: str, group: list[tuple[str, int]], env: DistEnv,
         try:
             benches = [prepare(args, shape, name, env, batch, every) for name, every in group]
             cycles = [args.spectral_cycles * b.every for b in benches if b.every > 1]
-            seconds = time_steps(benches, max([args.steps, *cycles]))
+            every = math.lcm(*(b.every for b in benches))
+            count = math.ceil(max([args.steps, *cycles]) / every) * every
+            seconds = time_steps(benches, count, args.blocks if len(benches) > 1 else 1)
             rows = [finish(b, s) for b, s in zip(benches, seconds)]
             if group[0][0] == "mae":  # SL-MAE / MAE from the pairs of steps taken together
                 for row, bench, times in zip(rows[1:], benches[1:], seconds[1:]):
@@ -382,9 +398,11 @@ def header(args, device: torch.device, ceiling: float, load: tuple[float, ...]) 
         f"step(s), the first one FLOP-counted, then {args.steps} timed full steps "
         "(`Trainer.train_step`: forward, backward, clip, schedules, AdamW, `after_step`); "
         "s / step is their median, best the fastest; TFLOP/s = counted FLOPs / median s",
-        "MAE, SL-MAE (profile K) and SL-MAE (K = 1) step in turn (so a shared machine's load "
-        f"falls on all three alike) for at least {args.spectral_cycles} cycle(s) of K steps, "
-        "from a spectral step; SL-MAE's s / step = ((K-1) x median without + median with the "
+        f"MAE, SL-MAE (profile K) and SL-MAE (K = 1) take {args.blocks} turn(s) each (so a "
+        "shared machine's load falls on all three alike), a turn being one untimed step and then "
+        f"at least {args.spectral_cycles} cycle(s) of K consecutive steps from a spectral step "
+        "(consecutive as in a run: alternating models step by step evicts each one's state from "
+        "the caches); SL-MAE's s / step = ((K-1) x median without + median with the "
         "spectral term) / K, the amortised cost a run pays; SL-MAE / MAE is the same "
         "amortised median taken over the ratios of the steps taken together",
         "tokens: tokens entering the encoder's blocks per optimiser step (visible ones for "

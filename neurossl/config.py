@@ -230,6 +230,10 @@ class TrainConfig:
     # recompute each block's activations in backward (~1/3 more compute, a fraction of the
     # activation memory; the batch stays whole, unlike optim.accum_steps)
     activation_checkpointing: bool = False
+    # CPU runs: glibc's malloc keeps freed tensor memory for the next step instead of returning
+    # it to the kernel (no page faults on every step; a demo step 5-10 % faster on CPU; see
+    # neurossl.train.host_memory)
+    retain_host_memory: bool = True
     dist_timeout_s: int = 1800  # a collective that waits longer (a rank died or hangs) raises
     collapse_every: int = 50  # JEPA collapse monitor: std and effective rank of embeddings
     datasets: tuple[str, ...] = ()  # pretraining datasets of the split folder; () = all of them
