@@ -105,8 +105,11 @@ def resnet_holdout_auc(cache: Path, config: Path, task_name: str, contrast: str)
 
 
 # reader -> (its AUC, the lowest bound of a disease CI, the widest |AUC - 0.5| for autism): the
-# ResNet is tested on a third of the scans, so its intervals are wider than the voxel probe's
-READERS = {"voxels": (out_of_fold_auc, 0.6, 0.2), "resnet50": (resnet_holdout_auc, 0.5, 0.25)}
+# ResNet is tested on a third of the subjects, so its intervals are wider than the voxel probe's.
+# For autism that third is 10 subjects, whose AUC under no signal at all has a standard deviation
+# of ~0.19: only its interval covering chance is a fair test there, not its point (seen at 0.8,
+# interval 0.48-1.0, on a fresh install where the same code had passed before)
+READERS = {"voxels": (out_of_fold_auc, 0.6, 0.2), "resnet50": (resnet_holdout_auc, 0.5, None)}
 
 
 @pytest.mark.slow
@@ -123,4 +126,5 @@ def test_disease_signals_are_read_well_above_chance(learnability_cohort, reader,
 def test_autism_stays_near_chance(learnability_cohort, reader):
     read, _, max_gap = READERS[reader]
     ci = read(*learnability_cohort, "autism_asd_vs_td", "T1w")
-    assert ci.low < 0.5 < ci.high and abs(ci.point - 0.5) < max_gap, ci
+    assert ci.low < 0.5 < ci.high, ci
+    assert max_gap is None or abs(ci.point - 0.5) < max_gap, ci
