@@ -234,11 +234,11 @@ def time_steps(benches: list[Bench], count: int, blocks: int) -> list[list[float
     taken in turn ``blocks`` times so that a shared machine's load falls on all of them alike
     (device synchronised around each step).
 
-    A run trains one model, step after step; stepping several models in strict alternation
-    instead hands each step the caches and heap another model left, and made demo MAE steps
-    ~15 % slower on a CPU than the same MAE stepping alone (0.333 vs 0.285 s). So every block is a run of consecutive steps, led by one untimed step
-    (the one after the switch), and ``count`` is a whole number of each bench's K-step cycles
-    starting at a spectral step.
+    A run trains one model, step after step, so a block is a run of consecutive steps rather
+    than one step of each model in strict alternation (which hands each step the caches and
+    heap another model left; on the CPU that measured within noise of stepping alone). Each
+    block is led by one untimed step (the one after the switch), and ``count`` is a whole
+    number of each bench's K-step cycles starting at a spectral step.
     """
     seconds: list[list[float]] = [[] for _ in benches]
     for block in range(blocks):
@@ -408,8 +408,7 @@ def header(args, device: torch.device, ceiling: float, load: tuple[float, ...]) 
         f"MAE, SL-MAE (profile K) and SL-MAE (K = 1) take {args.blocks} turn(s) each (so a "
         "shared machine's load falls on all three alike), a turn being one untimed step and then "
         f"at least {args.spectral_cycles} cycle(s) of K consecutive steps from a spectral step "
-        "(consecutive as in a run: alternating models step by step slowed each MAE step "
-        "~15 % on a CPU); SL-MAE's s / step = ((K-1) x median without + median with the "
+        "(consecutive, as a run steps); SL-MAE's s / step = ((K-1) x median without + median with the "
         "spectral term) / K, the amortised cost a run pays; SL-MAE / MAE is the same "
         "amortised median taken over the ratios of the steps taken together",
         "tokens: tokens entering the encoder's blocks per optimiser step (visible ones for "
