@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from neurossl.train import host_memory, trainer as trainer_module
+from neurossl.train import host_memory
 from train_worker import make_trainer
 
 GLIBC = host_memory._glibc() is not None
@@ -77,6 +77,6 @@ def test_thresholds_outside_glibcs_range_are_refused():
 @pytest.mark.parametrize("enabled", [True, False])
 def test_a_cpu_trainer_retains_host_memory_as_configured(tmp_path, monkeypatch, enabled):
     calls = []
-    monkeypatch.setattr(trainer_module, "retain_freed_memory", lambda: calls.append(True) or True)
+    monkeypatch.setattr(host_memory, "retain_freed_memory", lambda: calls.append(True) or True)
     make_trainer(tmp_path, extra=[f"train.retain_host_memory={str(enabled).lower()}"])
     assert calls == ([True] if enabled else [])

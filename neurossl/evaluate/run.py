@@ -29,7 +29,7 @@ from neurossl.evaluate.heads import build_head
 from neurossl.evaluate.metrics import classification_metrics
 from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
-from neurossl.train.host_memory import retain_freed_memory
+from neurossl.train.host_memory import retain_on_cpu
 
 MODES = ("frozen", "finetune")
 
@@ -69,8 +69,7 @@ class Evaluator:
         index = read_index(cache_dir)
         self.labels = index.set_index("scan_uid")["label"]
         self.device = resolve_device(cfg.train.device)
-        if self.device.type == "cpu" and cfg.train.retain_host_memory:
-            retain_freed_memory()
+        retain_on_cpu(self.device, cfg.train.retain_host_memory)
         self.tokens: dict[str, dict[str, torch.Tensor]] = {}
         self.intensities: dict[str, np.ndarray] = {}  # scan_uid -> `voxels` baseline features
 

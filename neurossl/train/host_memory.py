@@ -22,6 +22,8 @@ import ctypes
 import ctypes.util
 import sys
 
+import torch
+
 # glibc <malloc.h>
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -53,6 +55,12 @@ def retain_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_MAX,
     # mallopt returns 1 on success, 0 when glibc rejects the value
     return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
                 and libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+def retain_on_cpu(device: torch.device, enabled: bool) -> bool:
+    """:func:`retain_freed_memory` for a run on ``device`` when ``enabled``
+    (``train.retain_host_memory``); GPU runs keep the allocator as it comes. True when applied."""
+    return enabled and device.type == "cpu" and retain_freed_memory()
 
 
 def _glibc() -> ctypes.CDLL | None:

@@ -29,7 +29,7 @@ from neurossl.objectives.base import Objective, StepInfo
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.blocks import checkpoint_blocks, compile_blocks
 from neurossl.train.distributed import DistEnv
-from neurossl.train.host_memory import retain_freed_memory
+from neurossl.train.host_memory import retain_on_cpu
 from neurossl.train.optim import apply_schedules, build_optimizer
 from neurossl.train.sampler import ResumableSampler
 
@@ -69,8 +69,7 @@ class Trainer:
                  env: DistEnv):
         self.cfg, self.env, self.dataset = cfg, env, dataset
         self.run_dir = Path(run_dir)
-        if env.device.type == "cpu" and cfg.train.retain_host_memory:
-            retain_freed_memory()
+        retain_on_cpu(env.device, cfg.train.retain_host_memory)
         self.objective = objective.to(env.device)
         checkpoint_blocks(self.objective, cfg.train.activation_checkpointing)
         self.compiled_blocks = compile_blocks(self.objective, cfg.train.compile)
