@@ -184,6 +184,9 @@ class ObjectiveConfig:
     """Per-objective settings; each objective reads only its own fields."""
 
     name: str = "mae"  # mae | slmae | jepa | vcr_jepa | simclr | dino_mim | moe_jepa
+    # which network is exported: auto (JEPA family: the student, paper section 5.2; DINO-MIM:
+    # the EMA teacher) | encoder (the student) | target_encoder (the EMA teacher)
+    export_encoder: str = "auto"
     loss_p: float = 1.0  # |x - y|^p / p (official configs: p = 1; p = 2 is MSE / 2)
     norm_pix: bool = False
     spectral_weight: float = 0.01  # lambda (official 0.01)

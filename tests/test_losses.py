@@ -199,45 +199,66 @@ def test_schedule_weight_ramp():
     assert SpectralLossSchedule(weight=0.5, start_epoch=0, warmup_epochs=0).weight_at(0) == 0.5
 
 
+# Official app/mae/train.py, on every step:
+#   "loss = (loss_mae + reg_coeff * loss_reg + (spectral_coeff_eff / spec_loss_every_n_iter) * loss_spec) / accumulation_steps"
+# where, between compute steps, "loss_spec = torch.tensor(prev_loss_spec_val, device=device)".
+OFFICIAL_TERM = "(spectral_coeff_eff / spec_loss_every_n_iter) * loss_spec"
+
+
+def test_schedule_compute_step_term_is_weight_over_every_times_loss_with_gradient():
+    sched = SpectralLossSchedule(weight=0.01, every=25, start_epoch=0, warmup_epochs=0)
+    fn = Counter(2.0)
+    term, info = sched(0, 0, fn)
+    assert info == {"computed": True, "dropped": False, "value": 2.0, "weight": 0.01 / 25}
+    assert term.requires_grad and float(term.detach()) == pytest.approx(0.01 / 25 * 2.0)
+    term.backward()
+    # d term / d loss_spec = spectral_coeff_eff / spec_loss_every_n_iter (was 25x that)
+    assert float(fn.param.grad) == pytest.approx(0.01 / 25), OFFICIAL_TERM
+
+
 def test_schedule_cached_value_carries_no_gradient():
     sched = SpectralLossSchedule(weight=0.1, every=3, start_epoch=0, warmup_epochs=0)
     fn = Counter(2.0)
-    term, info = sched(0, 0, fn)
-    assert info == {"computed": True, "dropped": False, "value": 2.0, "weight": 0.1}
-    assert term.requires_grad and float(term.detach()) == pytest.approx(0.2)
-    term.backward()
-    assert float(fn.param.grad) == pytest.approx(0.1)  # weight * d(loss)
+    sched(0, 0, fn)
     for step in (1, 2):
         term, info = sched(step, 0, fn)
         assert not info["computed"] and info["value"] == 2.0
-        assert not term.requires_grad and float(term) == pytest.approx(0.2)
+        assert not term.requires_grad and float(term) == pytest.approx(0.1 / 3 * 2.0), OFFICIAL_TERM
     assert fn.calls == 1
 
 
-def test_schedule_before_first_compute_and_options():
+def test_schedule_between_steps_keeps_the_weight_of_the_last_compute_step():
+    # official: spectral_coeff_eff is refreshed only when "global_step % spec_loss_every_n_iter == 0"
+    sched = SpectralLossSchedule(weight=0.01, every=4, start_epoch=1, warmup_epochs=2)
+    sched(4, 1, Counter(1.0))  # epoch 1: weight 0.01 * 1/2
+    term, info = sched(6, 2, Counter())  # epoch 2 (weight 0.01), but no compute step yet
+    assert info["weight"] == pytest.approx(0.005 / 4) and float(term) == pytest.approx(0.005 / 4)
+    term, info = sched(8, 2, Counter(1.0))
+    assert info["weight"] == pytest.approx(0.01 / 4)
+
+
+def test_schedule_before_first_compute_and_the_plain_variant():
     sched = SpectralLossSchedule(weight=0.1, every=5, start_epoch=0, warmup_epochs=0)
     term, info = sched(3, 0, Counter())  # nothing cached yet
     assert float(term) == 0.0 and math.isnan(info["value"])
     plain = SpectralLossSchedule(weight=0.1, every=1, start_epoch=0, warmup_epochs=0)
-    fn = Counter()
-    assert all(plain(step, 0, fn)[1]["computed"] for step in range(4)) and fn.calls == 4
-    rescaled = SpectralLossSchedule(
-        weight=0.1, every=5, start_epoch=0, warmup_epochs=0, scale_by_every=True
-    )
     fn = Counter(2.0)
-    assert float(rescaled(0, 0, fn)[0].detach()) == pytest.approx(0.1 * 5 * 2.0)
-    assert float(rescaled(1, 0, fn)[0]) == 0.0
+    terms = [plain(step, 0, fn)[0] for step in range(4)]
+    assert fn.calls == 4 and all(t.requires_grad for t in terms)
+    assert float(terms[0].detach()) == pytest.approx(0.1 * 2.0)  # every=1: w * loss, every step
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 5e3])
-def test_schedule_drops_non_finite_or_huge_values_with_a_warning(bad):
+def test_schedule_drops_non_finite_or_huge_values_and_resets_the_cache(bad):
+    # official: "if torch.isnan(loss_spec) or torch.isinf(loss_spec) or loss_spec > 1e3:
+    #     loss_spec = torch.tensor(0.0, device=device)" ... "prev_loss_spec_val = loss_spec.item()"
     sched = SpectralLossSchedule(weight=0.1, every=2, start_epoch=0, warmup_epochs=0)
     sched(0, 0, Counter(1.5))
     with pytest.warns(RuntimeWarning, match="dropped"):
         term, info = sched(2, 0, Counter(bad))
     assert float(term) == 0.0 and info["dropped"] and not info["computed"]
     term, info = sched(3, 0, Counter())
-    assert float(term) == pytest.approx(0.15) and info["value"] == 1.5  # cache unchanged
+    assert float(term) == 0.0 and info["value"] == 0.0  # the cache was reset to 0
 
 
 def test_schedule_state_dict_round_trip():
@@ -245,11 +266,11 @@ def test_schedule_state_dict_round_trip():
     sched(0, 0, Counter(3.0))
     restored = SpectralLossSchedule(weight=0.1, every=4, start_epoch=0, warmup_epochs=0)
     restored.load_state_dict(sched.state_dict())
-    assert restored.state_dict() == {"cached": 3.0}
-    assert float(restored(1, 0, Counter())[0]) == pytest.approx(0.3)
+    assert restored.state_dict() == {"cached": 3.0, "cached_weight": pytest.approx(0.025)}
+    assert float(restored(1, 0, Counter())[0]) == pytest.approx(0.1 / 4 * 3.0)
     empty = SpectralLossSchedule()
     empty.load_state_dict({"cached": None})
-    assert empty.state_dict() == {"cached": None}
+    assert empty.state_dict() == {"cached": None, "cached_weight": 0.0}
 
 
 # -- pixel and JEPA losses ------------------------------------------------------------------

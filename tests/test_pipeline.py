@@ -29,6 +29,9 @@ def check_run(run_dir, objective):
     assert records[-1]["step"] == 6 and all(r["loss"] == r["loss"] for r in records)
     sidecar = json.loads((run_dir / "encoder.json").read_text())
     assert sidecar["meta"]["objective"] == objective and sidecar["meta"]["steps"] == 6
+    # paper section 5.2: "For JEPA downstream evaluations, we use the student encoder"
+    key = "target_encoder" if objective == "dino_mim" else "encoder"
+    assert sidecar["meta"]["checkpoint_key"] == key
     encoder = load_encoder(run_dir / "encoder.safetensors")
     assert encoder.embed_dim == 48
     assert {"config.yaml", "environment.json", "metrics.jsonl"} <= {p.name for p in run_dir.iterdir()}

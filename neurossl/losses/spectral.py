@@ -118,24 +118,26 @@ def spectral_loss(
 class SpectralLossSchedule:
     """When the spectral term is computed, with which weight, and what is added in between.
 
-    Official behaviour (the default): the spectral loss is computed only on optimiser steps with
-    ``step % every == 0`` (official ``every`` 25, paper 10) and only from ``start_epoch`` on
-    (official 10, paper 5). Its weight ramps linearly from ``weight / warmup_epochs`` at
-    ``start_epoch`` to ``weight`` (official 0.01) after ``warmup_epochs`` epochs (official 20).
-    On a compute step the term is ``w * loss`` with gradient; on the steps in between the last
-    computed value is added again as a detached constant (times the current weight) so that the
-    logged total loss does not jump, but it carries no gradient. The spectral gradient therefore
-    acts on one step in ``every``: averaged over steps its weight is ``weight / every``, not
-    ``weight`` (1 / 2,500 with the official settings).
+    The official rule (``app/mae/train.py``), on EVERY step::
 
-    Options: ``every=1`` computes it on every step (the plain, un-amortised loss);
-    ``scale_by_every=True`` multiplies the compute-step term by ``every`` and adds nothing in
-    between, so that the step-averaged gradient weight is ``weight``.
+        loss = loss_mae + (spectral_coeff_eff / spec_loss_every_n_iter) * loss_spec
 
-    A non-finite value, or one above ``max_value`` (1e3, as officially), is dropped for that step
-    with a warning: zero contribution, cache unchanged.
+    The spectral loss is computed (with gradient) only on optimiser steps with
+    ``step % every == 0`` (official ``every`` 25, paper text 10) and only from epoch
+    ``start_epoch`` on (official 10, paper text 5). On a compute step the effective weight is
+    refreshed to ``weight * min(1, (epoch - start_epoch + 1) / warmup_epochs)`` (official weight
+    0.01, warm-up 20 epochs, integer epochs); on the steps in between the cached value of the last
+    compute step is added again as a constant, with the weight of that step. So the term is
+    ``(w / every) * loss`` with gradient on a compute step and ``(w / every) * cached`` without
+    gradient in between: the spectral gradient acts on one step in ``every`` with weight
+    ``w / every`` (``w / every**2`` averaged over steps).
 
-    State (the cached value) is checkpointed through :meth:`state_dict`.
+    ``every=1`` is the plain, un-amortised loss: ``w * loss`` on every step.
+
+    A non-finite value, or one above ``max_value`` (1e3, as officially), is dropped with a warning:
+    that step adds 0 and the cache is reset to 0, as the official code does.
+
+    State (cached value and weight) is checkpointed through :meth:`state_dict`.
 
     Usage::
 
@@ -150,7 +152,6 @@ class SpectralLossSchedule:
         start_epoch: float = 10,
         warmup_epochs: float = 20,
         max_value: float = 1e3,
-        scale_by_every: bool = False,
     ):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
@@ -161,11 +162,12 @@ class SpectralLossSchedule:
         self.start_epoch = start_epoch
         self.warmup_epochs = warmup_epochs
         self.max_value = max_value
-        self.scale_by_every = scale_by_every
         self._cached: torch.Tensor | None = None
+        self._cached_weight = 0.0
 
     def weight_at(self, epoch: float) -> float:
-        """Spectral weight in ``epoch`` (0-based; a fractional epoch is allowed)."""
+        """Spectral weight in ``epoch`` (0-based; counted in whole epochs, as officially)."""
+        epoch = math.floor(epoch)
         if epoch < self.start_epoch:
             return 0.0
         if self.warmup_epochs == 0:
@@ -183,43 +185,45 @@ class SpectralLossSchedule:
 
         Args:
             step: global optimiser step (0-based).
-            epoch: current epoch (0-based).
+            epoch: current epoch (0-based; fractional epochs are floored).
             compute_fn: returns the spectral loss (scalar tensor); called on compute steps only.
 
         Returns:
             ``(term, info)``: a scalar tensor, and ``{"computed", "dropped", "value", "weight"}``
             where ``value`` is the raw spectral loss (the cached one between compute steps, NaN
-            when there is none).
+            when there is none) and ``weight`` the effective ``w / every`` applied to it.
         """
-        w = self.weight_at(epoch)
-        info = {"computed": False, "dropped": False, "value": math.nan, "weight": w}
-        if w == 0:
-            return torch.zeros(()), info
-        if step % self.every == 0:
+        info = {"computed": False, "dropped": False, "value": math.nan, "weight": 0.0}
+        if self.is_compute_step(step, epoch):
+            self._cached_weight = self.weight_at(epoch) / self.every
+            info["weight"] = self._cached_weight
             loss = compute_fn()
             value = float(loss.detach())
             info["value"] = value
             if not math.isfinite(value) or value > self.max_value:
                 warnings.warn(
                     f"spectral loss {value:.3g} at step {step} is non-finite or above "
-                    f"{self.max_value:g}; dropped for this step",
+                    f"{self.max_value:g}; dropped for this step (cache reset to 0)",
                     RuntimeWarning,
                     stacklevel=2,
                 )
                 info["dropped"] = True
+                self._cached = torch.zeros(())
                 return torch.zeros((), device=loss.device), info
             self._cached = loss.detach()
             info["computed"] = True
-            scale = self.every if self.scale_by_every else 1
-            return (w * scale) * loss, info
-        if self._cached is None or self.scale_by_every:
+            return self._cached_weight * loss, info
+        if self._cached is None or self.weight_at(epoch) == 0:
             return torch.zeros(()), info
         info["value"] = float(self._cached)
-        return w * self._cached, info
+        info["weight"] = self._cached_weight
+        return self._cached_weight * self._cached, info
 
     def state_dict(self) -> dict:
-        return {"cached": None if self._cached is None else float(self._cached)}
+        return {"cached": None if self._cached is None else float(self._cached),
+                "cached_weight": self._cached_weight}
 
     def load_state_dict(self, state: dict) -> None:
         cached = state["cached"]
         self._cached = None if cached is None else torch.tensor(float(cached))
+        self._cached_weight = float(state.get("cached_weight", 0.0))

@@ -30,7 +30,9 @@ def build_objective(cfg: Config, input_shape: tuple[int, int, int, int]) -> Obje
     name = cfg.objective.name
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective '{name}'; choose one of {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name](cfg, input_shape)
+    objective = OBJECTIVES[name](cfg, input_shape)
+    objective.set_export_key(cfg.objective.export_encoder)
+    return objective
 
 
 __all__ = ["OBJECTIVES", "Objective", "StepInfo", "build_objective"]

@@ -44,21 +44,52 @@ class StepInfo:
         return x[self.rank :: self.world_size]
 
 
+EXPORT_KEYS = {"encoder": "student", "target_encoder": "EMA teacher"}
+
+
 class Objective(nn.Module):
-    """Base class: ``forward(batch, info) -> {"loss": total, <term>: value, ...}``."""
+    """Base class: ``forward(batch, info) -> {"loss": total, <term>: value, ...}``.
+
+    ``export_key`` names the network :meth:`encoder` returns, with the official checkpoints'
+    names: ``encoder`` (the student) or ``target_encoder`` (the EMA teacher, where there is one).
+    """
 
     name = "objective"
+    export_key = "encoder"
 
     @abstractmethod
     def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         """Named losses for ``batch["image"]`` of shape ``(B, C, D, H, W)``; ``"loss"`` is the total."""
 
+    def train(self, mode: bool = True) -> "Objective":
+        """Train mode for the trained networks; an EMA teacher always runs in eval mode, so its
+        targets depend on neither the batch (MoE capacity drops tokens in training) nor drop path."""
+        super().train(mode)
+        teacher = getattr(self, "teacher", None)
+        if teacher is not None:
+            teacher.eval()
+        return self
+
     def after_step(self, info: StepInfo) -> None:
         """Called after each optimiser step (EMA teachers update here)."""
 
     def encoder(self) -> nn.Module:
-        """The encoder to export for downstream use."""
+        """The encoder to export for downstream use: the one ``export_key`` names."""
+        if self.export_key == "target_encoder":
+            return self.teacher
         return self.student
+
+    def set_export_key(self, key: str) -> None:
+        """Choose the exported network (``auto`` keeps the objective's own default)."""
+        if key == "auto":
+            return
+        if key not in EXPORT_KEYS:
+            raise ValueError(f"objective.export_encoder must be auto, {' or '.join(EXPORT_KEYS)}; "
+                             f"got {key!r}")
+        if key == "target_encoder" and not hasattr(self, "teacher"):
+            raise ValueError(f"objective.export_encoder=target_encoder: {self.name} has no EMA "
+                             f"teacher; export 'encoder'")
+        self.export_key = key
 
     @torch.no_grad()
     def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -60,6 +60,7 @@ class DINOMIM(Objective):
     """
 
     name = "dino_mim"
+    export_key = "target_encoder"  # DINO and FM-CT evaluate the EMA teacher
 
     def __init__(self, cfg: Config, input_shape: tuple[int, int, int, int],
                  views: ViewConfig | None = None, local_scale: tuple[float, float] = (0.4, 0.6),
@@ -152,10 +153,6 @@ class DINOMIM(Objective):
         momentum = ema_momentum(info.step, info.total_steps, self.ema)
         for teacher, student in self.teachers():
             ema_update(teacher, student, momentum)
-
-    def encoder(self):
-        """The EMA teacher, which DINO evaluates."""
-        return self.teacher
 
     @torch.no_grad()
     def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

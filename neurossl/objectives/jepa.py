@@ -5,7 +5,9 @@
   volume (stop-gradient). The teacher is an EMA of the student (momentum 0.998 -> 1.0), updated
   once per optimiser step.
 - ``vcr_jepa``: adds the variance-covariance regulariser on
-  ``cat([context_out, target_h.detach()], dim=tokens)``: ``jepa + c * (alpha * var + beta * cov)``.
+  ``cat([context_out, target_h.detach()], dim=tokens)``, where ``target_h`` is the teacher's
+  layer-normed output at the predicted (masked) positions, so K + M = N tokens (official
+  ``app/vjepa/train.py``): ``jepa + c * (alpha * var + beta * cov)``.
 - ``moe_jepa``: the encoder's MLPs are sparse mixtures of experts every ``moe_every`` blocks and
   each volume's contrast (T1w / T2w / FLAIR) selects a learned modality embedding; the router's
   load-balancing loss is added with weight ``moe_aux_weight``.
@@ -40,6 +42,9 @@ class JEPA(Objective):
     """V-JEPA-style latent prediction; ``vcr`` and ``moe`` switch on the two variants."""
 
     name = "jepa"
+    # paper section 5.2: "For JEPA downstream evaluations, we use the student encoder"
+    # (official eval configs: checkpoint_key: encoder)
+    export_key = "encoder"
 
     def __init__(self, cfg: Config, input_shape: tuple[int, int, int, int], vcr: bool = False,
                  moe: bool = False):
@@ -75,15 +80,16 @@ class JEPA(Objective):
         modality = self.modality_ids(batch)
         keep, masked = global_masks(self.masks, images.shape[0], info, images.device)
         with torch.no_grad():
-            target_h = layer_norm_targets(self.teacher(images, modality=modality))  # (B, N, D)
+            target_h = gather_tokens(layer_norm_targets(self.teacher(images, modality=modality)),
+                                     masked)  # (B, M, D)
         context = self.student(images, masks=keep, modality=modality)  # (B, K, D)
         pred = self.predictor(context, keep, masked)  # (B, M, D)
-        loss_jepa = jepa_loss(pred, gather_tokens(target_h, masked), p=self.loss_p)
+        loss_jepa = jepa_loss(pred, target_h, p=self.loss_p)
         losses = {"jepa": loss_jepa}
         total = loss_jepa
         if self.vcr is not None:
             alpha, beta, coeff = self.vcr
-            var, cov = variance_covariance_loss(torch.cat([context, target_h.detach()], dim=1).float())
+            var, cov = variance_covariance_loss(self.vcr_input(context, target_h))
             total = total + coeff * (alpha * var + beta * cov)
             losses.update(var=var, cov=cov)
         if self.moe_weight:
@@ -93,13 +99,15 @@ class JEPA(Objective):
         losses["loss"] = total
         return losses
 
+    @staticmethod
+    def vcr_input(context: torch.Tensor, target_h: torch.Tensor) -> torch.Tensor:
+        """The tokens VCR regularises: ``(B, K, D)`` context and ``(B, M, D)`` masked teacher
+        targets -> ``(B, K + M, D)`` = ``(B, N, D)`` (official ``torch.cat([zi, hi.detach()], dim=1)``)."""
+        return torch.cat([context, target_h.detach()], dim=1).float()
+
     def after_step(self, info: StepInfo) -> None:
         """EMA update of the teacher, once per optimiser step."""
         ema_update(self.teacher, self.student, ema_momentum(info.step, info.total_steps, self.ema))
-
-    def encoder(self):
-        """The teacher: V-JEPA evaluates the EMA encoder."""
-        return self.teacher
 
     @torch.no_grad()
     def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -1,9 +1,9 @@
 """MAE and SL-MAE: reconstruct masked tubelets; SL-MAE adds the amortised spectral loss.
 
 SL-MAE's spectral term compares the log-magnitude high-pass spectra of the *mosaic* volume
-(visible tubelets from the input, masked ones from the decoder) and of the input. By default it
-follows the official code: computed every ``spectral_every`` steps with gradient, a cached
-constant without gradient in between, so its gradient acts with weight lambda / K on average;
+(visible tubelets from the input, masked ones from the decoder) and of the input. It follows the
+official code: ``(lambda / K) * spectral`` on every step, computed with gradient every
+``spectral_every`` (K) steps and a cached constant without gradient in between;
 ``spectral_every=1`` is the plain version (see ``neurossl.losses.SpectralLossSchedule``).
 """
 

@@ -21,6 +21,7 @@ from neurossl.data.split_audit import assert_no_leakage
 from neurossl.data.split_files import read_splits
 from neurossl.models import save_encoder
 from neurossl.objectives import build_objective
+from neurossl.objectives.base import EXPORT_KEYS
 from neurossl.train.distributed import init_distributed, shutdown_distributed
 from neurossl.train.trainer import Trainer
 
@@ -90,6 +91,8 @@ def pretrain(cfg: Config, cache_dir: str | Path, splits_dir: str | Path, run_dir
         path = run_dir / "encoder.safetensors"
         if env.is_main:
             meta = {"objective": objective.name, "steps": trainer.position.step,
+                    "checkpoint_key": objective.export_key,
+                    "encoder_role": EXPORT_KEYS[objective.export_key],
                     "data": {"cache": str(cache_dir), "splits": str(splits_dir), "scans": len(uids)},
                     "git_commit": git_commit(), "config": to_dict(cfg)}
             save_encoder(objective.encoder(), path, meta)
