@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--blocks", type=int, default=6,
                         help="MAE / SL-MAE: blocks of consecutive steps per objective, in turn")
     parser.add_argument("--batch-paper", type=int, default=0,
-                        help="paper-shape batch (default: the profile's 8 on CUDA, 1 on CPU)")
+                        help="paper-shape batch (default: 8 on CUDA, 1 on CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument("--compile", default="none",
                         help="train.compile: a torch.compile backend for the blocks (default none)")
@@ -199,7 +199,8 @@ class Bench:
 def prepare(args, shape: str, name: str, env: DistEnv, batch_size: int, every: int) -> Bench:
     """Build ``name`` at ``shape`` (``batch_size`` / ``every`` 0: the profile's), count one
     step's FLOPs and tokens, and run the warm-up steps."""
-    overrides = [*args.overrides, f"objective.name={name}"]
+    # one micro-batch per step: the paper profile's accumulation would time two
+    overrides = ["optim.accum_steps=1", *args.overrides, f"objective.name={name}"]
     overrides += [f"optim.batch_size={batch_size}"] if batch_size else []
     overrides += [f"objective.spectral_every={every}"] if every else []
     cfg = load_config(shape, overrides=overrides)

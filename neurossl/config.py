@@ -120,6 +120,9 @@ class ModelConfig:
     depth: int = 0  # 0 = the preset's depth
     num_heads: int = 0  # 0 = the preset's heads
     drop_path: float = 0.0
+    # position embedding channels per axis: False = half depth, a quarter each in-plane axis;
+    # True = a third each (the official release's `uniform_power: true`)
+    uniform_power: bool = False
     decoder_dim: int = 384  # official MAE decoder: 6 blocks, 384 wide
     decoder_depth: int = 6
     decoder_heads: int = 12
@@ -136,8 +139,12 @@ class ModelConfig:
 class MaskConfig:
     """Which tokens the encoder sees (paper: single-token blocks until 75% are masked)."""
 
-    kind: str = "random"  # random (the paper's setting) | multiblock (V-JEPA's generator)
+    kind: str = "random"  # random (single-token blocks, the paper's setting) | multiblock (V-JEPA's generator)
     ratio: float = 0.75
+    # random masking as the paper's text says it (paper: exactly `ratio` of the tokens, a mask
+    # per volume) or as the official release does it (official: int(ratio N) tokens drawn with
+    # replacement, ~53 % masked at 0.75, one mask per batch); see neurossl.masks
+    sampling: str = "paper"
     num_blocks: int = 8
     spatial_scale: tuple[float, float] = (0.15, 0.15)
     aspect_ratio: tuple[float, float] = (0.75, 1.5)
@@ -159,6 +166,9 @@ class OptimConfig:
     final_weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 0.0  # 0 = no clipping
+    # global: one norm over all parameters from step 0 | official: the encoder and the other
+    # networks (decoder / predictor / heads) clipped separately, only after warm-up
+    grad_clip_rule: str = "global"
     ema: tuple[float, float] = (0.998, 1.0)  # teacher momentum schedule (JEPA family, DINO)
 
 
@@ -397,6 +407,31 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# Enumerated values, checked when a config is resolved so that a misspelt value fails at once,
+# naming the key and the valid values, instead of falling into some default branch.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "masking.kind": ("random", "multiblock"),
+    "masking.sampling": ("paper", "official"),
+    "optim.grad_clip_rule": ("global", "official"),
+    "objective.export_encoder": ("auto", "encoder", "target_encoder"),
+    "objective.dino_centering": ("center", "sinkhorn"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "preprocess.mask": ("auto", "given", "deepbet", "threshold"),
+    "evaluate.head": ("attentive", "linear"),
+}
+
+
+def validate_choices(cfg: Config) -> None:
+    """Raise :class:`ConfigError` for any value of :data:`CHOICES` outside its valid set."""
+    for dotted, valid in CHOICES.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value not in valid:
+            close = difflib.get_close_matches(str(value), valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"'{dotted}' must be one of {', '.join(valid)}; got {value!r}.{hint}")
+
+
 def load_config(
     profile: str = "demo", path: str | Path | None = None, overrides: list[str] | None = None
 ) -> Config:
@@ -407,6 +442,7 @@ def load_config(
         cfg = _build(Config, read_yaml(path), base=cfg)
     if overrides:
         cfg = _build(Config, parse_overrides(overrides), base=cfg)
+    validate_choices(cfg)
     return cfg
 
 

@@ -14,11 +14,15 @@ Two generators share one call signature::
   generator with blocks of a single token placed at random until 75 % of the tokens are masked;
   that is exactly a uniformly random subset of ``round(0.75 N)`` tokens, drawn here MAE-style by
   an argsort of uniform noise (one sort per batch, no loop over tokens).
+- :class:`OfficialRandomMaskGenerator3D`, what the official release's generator really does with
+  the paper's settings (``src/masks/multiblock3d.py``): ``int(0.75 N)`` single-token blocks
+  placed WITH replacement, so overlaps leave about ``1 - e^-0.75`` = 53 % of the tokens masked,
+  and one mask shared by every volume of the batch.
 - :class:`MultiBlockMaskGenerator3D`, V-JEPA's general multi-block generator: several random
   boxes are masked, the context is their complement.
 
-Masks are sampled independently for every volume; ``K`` and ``M`` are the same for every volume
-of a batch so that the indices stack into one tensor.
+Apart from the official sampling, masks are sampled independently for every volume; ``K`` and
+``M`` are the same for every volume of a batch so that the indices stack into one tensor.
 """
 
 from __future__ import annotations
@@ -121,6 +125,54 @@ class RandomMaskGenerator3D:
         keep_idx = order[:, :num_keep].sort(dim=1).values
         mask_idx = order[:, num_keep:].sort(dim=1).values
         return keep_idx.to(device), mask_idx.to(device)
+
+
+class OfficialRandomMaskGenerator3D:
+    """The official release's single-token masking: ``int(mask_ratio * N)`` tokens drawn uniformly
+    WITH replacement and masked (duplicates collapse), one mask for the whole batch.
+
+    The expected masked fraction is ``1 - (1 - 1/N)^int(mask_ratio N)``, about
+    ``1 - exp(-mask_ratio)``: 53 % for ``mask_ratio = 0.75``. The official generator redraws a
+    mask that leaves no context token; so does this one.
+
+    Args:
+        grid: token grid ``(T, Hp, Wp)``.
+        mask_ratio: number of single-token blocks as a fraction of ``N`` (official ``num_blocks``
+            0.75).
+    """
+
+    def __init__(self, grid: Sequence[int], mask_ratio: float = 0.75, max_tries: int = 50):
+        self.grid = _check_grid(grid)
+        self.num_tokens = math.prod(self.grid)
+        self.num_blocks = int(mask_ratio * self.num_tokens)
+        if self.num_blocks < 1:
+            raise ValueError(f"mask_ratio={mask_ratio} places no block in {self.num_tokens} tokens")
+        self.mask_ratio = mask_ratio
+        self.max_tries = max_tries
+
+    def __call__(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One mask, repeated for ``batch_size`` volumes.
+
+        Returns:
+            ``keep_idx (B, K)`` and ``mask_idx (B, M)``, long, rows sorted and identical.
+        """
+        for _ in range(self.max_tries):
+            positions = torch.randint(0, self.num_tokens, (self.num_blocks,), generator=generator)
+            masked = torch.zeros(self.num_tokens, dtype=torch.bool)
+            masked[positions] = True
+            if not masked.all():
+                break
+        else:
+            raise RuntimeError(f"{self.num_blocks} blocks covered all {self.num_tokens} tokens "
+                               f"in {self.max_tries} draws; lower mask_ratio")
+        keep_idx = torch.nonzero(~masked).squeeze(1).expand(batch_size, -1)
+        mask_idx = torch.nonzero(masked).squeeze(1).expand(batch_size, -1)
+        return keep_idx.contiguous().to(device), mask_idx.contiguous().to(device)
 
 
 class MultiBlockMaskGenerator3D:
@@ -254,19 +306,21 @@ class MultiBlockMaskGenerator3D:
         return keep_idx.to(device), mask_idx.to(device)
 
 
-MaskGenerator = RandomMaskGenerator3D | MultiBlockMaskGenerator3D
+MaskGenerator = RandomMaskGenerator3D | OfficialRandomMaskGenerator3D | MultiBlockMaskGenerator3D
+GENERATORS = {"random": RandomMaskGenerator3D, "official_random": OfficialRandomMaskGenerator3D,
+              "multiblock": MultiBlockMaskGenerator3D}
 
 
 def build_mask_generator(kind: str, grid: Sequence[int], **cfg) -> MaskGenerator:
-    """Mask generator by name: ``"random"`` (the paper) or ``"multiblock"`` (V-JEPA).
+    """Mask generator by name: ``"random"`` (the paper's text), ``"official_random"`` (the
+    official release) or ``"multiblock"`` (V-JEPA).
 
     ``cfg`` holds the chosen generator's keyword arguments; an argument the generator does not
     take is an error naming it.
     """
-    generators = {"random": RandomMaskGenerator3D, "multiblock": MultiBlockMaskGenerator3D}
-    if kind not in generators:
-        raise ValueError(f"unknown mask kind {kind!r}; choose one of {sorted(generators)}")
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown mask kind {kind!r}; choose one of {sorted(GENERATORS)}")
     try:
-        return generators[kind](grid, **cfg)
+        return GENERATORS[kind](grid, **cfg)
     except TypeError as err:
         raise ValueError(f"bad settings for the {kind!r} mask generator: {err}") from None

@@ -70,3 +70,14 @@ def test_bad_yaml_file_names_the_file(tmp_path):
         load_config("demo", path=path)
     with pytest.raises(ConfigError, match="not found"):
         load_config("demo", path=tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("key, bad", [("masking.kind", "multiblok"), ("masking.sampling", "offical"),
+                                      ("optim.grad_clip_rule", "per_net"),
+                                      ("objective.export_encoder", "teacher"), ("train.device", "gpu"),
+                                      ("evaluate.head", "mlp")])
+def test_a_misspelt_enumerated_value_names_the_key_and_the_valid_values(key, bad):
+    from neurossl.config import CHOICES
+
+    with pytest.raises(ConfigError, match=rf"'{key}' must be one of {', '.join(CHOICES[key])}"):
+        load_config("demo", overrides=[f"{key}={bad}"])

@@ -5,6 +5,7 @@ import torch
 
 from neurossl.masks import (
     MultiBlockMaskGenerator3D,
+    OfficialRandomMaskGenerator3D,
     RandomMaskGenerator3D,
     build_mask_generator,
     gather_tokens,
@@ -155,6 +156,43 @@ def test_multiblock_is_deterministic_for_a_seed():
     gen = MultiBlockMaskGenerator3D((4, 6, 6))
     a, b = gen(3, seeded(5)), gen(3, seeded(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# -- the official release's sampling ---------------------------------------------------------
+# src/masks/multiblock3d.py: "self.npred = int(npred * self.height * self.width * self.duration)"
+# with npred (num_blocks) 0.75 and blocks of 1 x 1 x 1 token placed by
+# "top = torch.randint(0, self.height - h + 1, (num_masks,))" (with replacement), and one mask
+# for the batch: "collated_masks_enc *= batch_size".
+
+
+def test_official_sampling_masks_about_one_minus_exp_of_minus_ratio():
+    grid = (8, 8, 8)
+    gen = OfficialRandomMaskGenerator3D(grid, mask_ratio=0.75)
+    assert gen.num_blocks == int(0.75 * 512)
+    fractions = torch.tensor([gen(1, seeded(s))[1].shape[1] / 512 for s in range(200)])
+    expected = 1 - (1 - 1 / 512) ** int(0.75 * 512)  # 0.5283; 1 - e^-0.75 = 0.5276
+    assert abs(float(fractions.mean()) - expected) < 0.005
+    assert float(fractions.max()) < 0.6  # never the paper's 75 %
+
+
+def test_official_sampling_shares_one_mask_across_the_batch_and_partitions_the_tokens():
+    keep, masked = OfficialRandomMaskGenerator3D((4, 4, 4))(5, seeded(1))
+    assert (keep == keep[0]).all() and (masked == masked[0]).all()
+    assert sorted(torch.cat([keep[0], masked[0]]).tolist()) == list(range(64))
+    assert torch.equal(masked[0], masked[0].sort().values)
+
+
+def test_masking_sampling_is_chosen_by_config_and_validated():
+    from neurossl.config import MaskConfig
+    from neurossl.objectives.common import mask_generator_from_config
+
+    assert isinstance(mask_generator_from_config(MaskConfig(sampling="official"), (2, 4, 4)),
+                      OfficialRandomMaskGenerator3D)
+    assert isinstance(mask_generator_from_config(MaskConfig(), (2, 4, 4)), RandomMaskGenerator3D)
+    with pytest.raises(ValueError, match="masking.sampling must be one of"):
+        mask_generator_from_config(MaskConfig(sampling="offical"), (2, 4, 4))
+    with pytest.raises(ValueError, match="masking.kind must be random or multiblock"):
+        mask_generator_from_config(MaskConfig(kind="multiblok"), (2, 4, 4))
 
 
 # -- factory --------------------------------------------------------------------------------

@@ -345,3 +345,34 @@ def test_safetensors_export_round_trip_and_checksum(tmp_path):
         load_encoder(weights)
     with pytest.raises(ValueError, match="provenance"):
         save_encoder(enc, tmp_path / "other", {"objective": "mae"})
+
+
+def test_uniform_power_position_embedding_follows_the_official_split():
+    # official src/models/utils/pos_embs.py, get_3d_sincos_pos_embed:
+    #   "h_embed_dim = w_embed_dim = d_embed_dim = int(np.ceil(embed_dim/6)*2)"
+    #   "pos_embed = np.concatenate([emb_d, emb_h, emb_w], axis=1)"; "pos_embed = pos_embed[:, :embed_dim]"
+    from neurossl.models.layers import sincos_1d, sincos_pos_embed_3d
+
+    grid = (2, 3, 4)
+    d, h, w = torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij")
+    for dim in (768, 48, 100):
+        part = int(math.ceil(dim / 6) * 2)
+        expected = torch.cat([sincos_1d(part, d), sincos_1d(part, h), sincos_1d(part, w)], dim=1)
+        torch.testing.assert_close(sincos_pos_embed_3d(dim, grid, uniform_power=True),
+                                   expected[:, :dim].float())
+    default = sincos_pos_embed_3d(48, grid)  # half the channels to depth
+    torch.testing.assert_close(default[:, :24], sincos_1d(24, d).float())
+
+
+def test_uniform_power_reaches_encoder_decoder_predictor_and_the_saved_config():
+    from neurossl.models import build_predictor
+    from neurossl.models.layers import sincos_pos_embed_3d
+
+    enc = build_encoder("vit_tiny", img_size=16, patch_size=8, tubelet_size=8, embed_dim=48,
+                        depth=1, num_heads=2, uniform_power=True)
+    assert enc.config["uniform_power"] is True
+    torch.testing.assert_close(enc.pos_embed[0], sincos_pos_embed_3d(48, enc.grid_size, True))
+    dec = build_decoder(enc, decoder_embed_dim=24, decoder_depth=1, decoder_num_heads=2)
+    torch.testing.assert_close(dec.decoder_pos_embed[0], sincos_pos_embed_3d(24, enc.grid_size, True))
+    pred = build_predictor(enc, predictor_embed_dim=24, depth=1, num_heads=2)
+    torch.testing.assert_close(pred.predictor_pos_embed[0], sincos_pos_embed_3d(24, enc.grid_size, True))

@@ -58,6 +58,35 @@ def test_schedules_known_values():
     assert linear(50, 100, 0.998, 1.0) == pytest.approx(0.999)
 
 
+def test_official_clip_rule_clips_encoder_and_predictor_apart_and_only_after_warmup(tmp_path):
+    # official app/vjepa/train.py: "if (epoch > warmup) and (clip_grad is not None):
+    #     _enc_norm = torch.nn.utils.clip_grad_norm_(encoder.parameters(), clip_grad)
+    #     _pred_norm = torch.nn.utils.clip_grad_norm_(predictor.parameters(), clip_grad)"
+    trainer = make_trainer(tmp_path, "jepa", ["optim.grad_clip=1e-3", "optim.grad_clip_rule=official",
+                                             "optim.warmup_epochs=1"])
+    assert trainer.warmup_steps > 0
+
+    def fill_gradients(value):
+        for param in trainer.objective.parameters():
+            if param.requires_grad:
+                param.grad = torch.full_like(param, value)
+
+    def grad_norm(module):
+        return torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in module.parameters()
+                                                   if p.requires_grad]))
+
+    fill_gradients(1.0)
+    assert trainer.clip_gradients() == {}  # in warm-up: nothing clipped
+    assert all(float(p.grad.abs().min()) == 1.0
+               for p in trainer.objective.student.parameters() if p.requires_grad)
+    trainer.position.step = trainer.warmup_steps
+    norms = trainer.clip_gradients()
+    assert set(norms) == {"grad_norm_encoder", "grad_norm_head"}
+    encoder_norm, predictor_norm = grad_norm(trainer.objective.student), grad_norm(trainer.objective.predictor)
+    assert float(encoder_norm) == pytest.approx(1e-3, rel=1e-4)
+    assert float(predictor_norm) == pytest.approx(1e-3, rel=1e-4)  # each to the limit, apart
+
+
 def test_training_runs_logs_and_checkpoints(tmp_path):
     trainer = make_trainer(tmp_path)
     metrics = trainer.fit()

@@ -25,14 +25,14 @@ class MAEDecoder(nn.Module):
                  tubelet_size: int = 8, in_chans: int = 1, embed_dim: int = 768,
                  decoder_embed_dim: int = 384, decoder_depth: int = 6, decoder_num_heads: int = 12,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, norm_eps: float = 1e-6,
-                 init_std: float = 0.02):
+                 init_std: float = 0.02, uniform_power: bool = False):
         super().__init__()
         self.grid_size = grid_shape(as_triple(img_size), patch_size, tubelet_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1] * self.grid_size[2]
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.decoder_pos_embed = nn.Parameter(
-            sincos_pos_embed_3d(decoder_embed_dim, self.grid_size).unsqueeze(0), requires_grad=False)
+        pos_embed = sincos_pos_embed_3d(decoder_embed_dim, self.grid_size, uniform_power)
+        self.decoder_pos_embed = nn.Parameter(pos_embed.unsqueeze(0), requires_grad=False)
         self.decoder_blocks = build_blocks(decoder_depth, decoder_embed_dim, decoder_num_heads,
                                            mlp_ratio, qkv_bias, norm_eps)
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=norm_eps)
@@ -62,4 +62,5 @@ def build_decoder(encoder: nn.Module, **overrides: Any) -> MAEDecoder:
     (defaults: the official 6 blocks, 384 wide, 12 heads)."""
     return MAEDecoder(img_size=encoder.img_size, patch_size=encoder.patch_size,
                       tubelet_size=encoder.tubelet_size, in_chans=encoder.in_chans,
-                      embed_dim=encoder.embed_dim, **overrides)
+                      embed_dim=encoder.embed_dim,
+                      **{"uniform_power": getattr(encoder, "uniform_power", False), **overrides})

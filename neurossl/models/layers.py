@@ -75,15 +75,21 @@ def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-def sincos_pos_embed_3d(dim: int, grid: tuple[int, int, int]) -> torch.Tensor:
+def sincos_pos_embed_3d(dim: int, grid: tuple[int, int, int], uniform_power: bool = False) -> torch.Tensor:
     """Fixed 3-D sin-cos position embedding of V-JEPA, ``(gd * gh * gw, dim)`` float32.
 
-    Half of the channels encode depth, a quarter each height and width, concatenated
-    ``[depth, height, width]``; row ``k`` belongs to token ``k`` of the depth-major order.
+    Channels are concatenated ``[depth, height, width]``; row ``k`` belongs to token ``k`` of the
+    depth-major order. By default half of them encode depth and a quarter each height and width;
+    ``uniform_power`` (the official release's setting) gives each axis ``2 * ceil(dim / 6)``
+    channels and keeps the first ``dim``.
     """
+    d, h, w = torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij")
+    if uniform_power:
+        part = 2 * math.ceil(dim / 6)
+        embed = torch.cat([sincos_1d(part, d), sincos_1d(part, h), sincos_1d(part, w)], dim=1)
+        return embed[:, :dim].float()
     if dim % 8:
         raise ValueError(f"a 3-D sin-cos embedding needs a width divisible by 8, got {dim}")
-    d, h, w = torch.meshgrid(*(torch.arange(n) for n in grid), indexing="ij")
     embed = torch.cat([sincos_1d(dim // 2, d), sincos_1d(dim // 4, h), sincos_1d(dim // 4, w)], dim=1)
     return embed.float()
 

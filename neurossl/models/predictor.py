@@ -27,15 +27,15 @@ class PredictorViT(nn.Module):
                  tubelet_size: int = 8, embed_dim: int = 768, predictor_embed_dim: int = 384,
                  depth: int = 6, num_heads: int = 12, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, norm_eps: float = 1e-6, num_mask_tokens: int = 1,
-                 init_std: float = 0.02):
+                 init_std: float = 0.02, uniform_power: bool = False):
         super().__init__()
         self.grid_size = grid_shape(as_triple(img_size), patch_size, tubelet_size)
         self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
         # zero-initialised, as in V-JEPA; one per mask generator if several are used
         self.mask_tokens = nn.ParameterList(
             nn.Parameter(torch.zeros(1, 1, predictor_embed_dim)) for _ in range(num_mask_tokens))
-        self.predictor_pos_embed = nn.Parameter(
-            sincos_pos_embed_3d(predictor_embed_dim, self.grid_size).unsqueeze(0), requires_grad=False)
+        pos_embed = sincos_pos_embed_3d(predictor_embed_dim, self.grid_size, uniform_power)
+        self.predictor_pos_embed = nn.Parameter(pos_embed.unsqueeze(0), requires_grad=False)
         self.predictor_blocks = build_blocks(depth, predictor_embed_dim, num_heads, mlp_ratio,
                                              qkv_bias, norm_eps)
         self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=norm_eps)
@@ -61,4 +61,5 @@ def build_predictor(encoder: nn.Module, **overrides: Any) -> PredictorViT:
     """A predictor on ``encoder``'s token grid and width; ``overrides`` set the rest
     (defaults: the official 384 wide, 6 deep, 12 heads)."""
     return PredictorViT(img_size=encoder.img_size, patch_size=encoder.patch_size,
-                        tubelet_size=encoder.tubelet_size, embed_dim=encoder.embed_dim, **overrides)
+                        tubelet_size=encoder.tubelet_size, embed_dim=encoder.embed_dim,
+                      **{"uniform_power": getattr(encoder, "uniform_power", False), **overrides})

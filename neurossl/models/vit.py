@@ -44,7 +44,8 @@ class VisionTransformer3D(nn.Module):
                  tubelet_size: int = 8, in_chans: int = 1, embed_dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  norm_eps: float = 1e-6, drop_path: float = 0.0, init_std: float = 0.02,
-                 moe: MoEConfig | Mapping | None = None, num_modalities: int = 0):
+                 moe: MoEConfig | Mapping | None = None, num_modalities: int = 0,
+                 uniform_power: bool = False):
         super().__init__()
         moe = MoEConfig.from_value(moe)
         self.img_size = as_triple(img_size)
@@ -58,11 +59,13 @@ class VisionTransformer3D(nn.Module):
             "mlp_ratio": mlp_ratio, "qkv_bias": qkv_bias, "norm_eps": norm_eps,
             "drop_path": drop_path, "init_std": init_std,
             "moe": None if moe is None else asdict(moe), "num_modalities": num_modalities,
+            "uniform_power": uniform_power,
         }
+        self.uniform_power = uniform_power
 
         self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
-        self.pos_embed = nn.Parameter(sincos_pos_embed_3d(embed_dim, self.grid_size).unsqueeze(0),
-                                      requires_grad=False)
+        pos_embed = sincos_pos_embed_3d(embed_dim, self.grid_size, uniform_power)
+        self.pos_embed = nn.Parameter(pos_embed.unsqueeze(0), requires_grad=False)
         if num_modalities > 0:
             self.modality_embed = nn.Parameter(torch.zeros(num_modalities, embed_dim))
             nn.init.trunc_normal_(self.modality_embed, std=init_std)

@@ -28,13 +28,20 @@ def encoder_from_config(cfg: Config, input_shape: tuple[int, int, int, int],
     channels, *spatial = input_shape
     return build_encoder(m.name, img_size=tuple(spatial), patch_size=m.patch_size,
                          tubelet_size=m.tubelet_size, in_chans=channels, drop_path=m.drop_path,
-                         moe=moe_cfg, num_modalities=num_modalities, **overrides)
+                         moe=moe_cfg, num_modalities=num_modalities,
+                         uniform_power=m.uniform_power, **overrides)
 
 
 def mask_generator_from_config(cfg: MaskConfig, grid: tuple[int, int, int]):
-    """The paper's random single-token masking, or V-JEPA's multi-block generator."""
+    """Random single-token masking (``sampling``: the paper's text or the official release), or
+    V-JEPA's multi-block generator; an unknown kind or sampling names the valid ones."""
     if cfg.kind == "random":
-        return build_mask_generator("random", grid, mask_ratio=cfg.ratio)
+        samplings = {"paper": "random", "official": "official_random"}
+        if cfg.sampling not in samplings:
+            raise ValueError(f"masking.sampling must be one of {sorted(samplings)}, got {cfg.sampling!r}")
+        return build_mask_generator(samplings[cfg.sampling], grid, mask_ratio=cfg.ratio)
+    if cfg.kind != "multiblock":
+        raise ValueError(f"masking.kind must be random or multiblock, got {cfg.kind!r}")
     return build_mask_generator("multiblock", grid, spatial_scale=cfg.spatial_scale,
                                 aspect_ratio=cfg.aspect_ratio, depth_scale=cfg.depth_scale,
                                 num_blocks=cfg.num_blocks)

@@ -166,9 +166,7 @@ class Trainer:
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / accum
             self.position.batches_done += 1
         self.last_batch = batch
-        if self.cfg.optim.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.cfg.optim.grad_clip)
-            totals["grad_norm"] = float(norm)
+        totals.update(self.clip_gradients())
         lr, wd = apply_schedules(self.optimizer, self.cfg.optim, self.position.step, self.total_steps,
                                  self.warmup_steps)
         self.optimizer.step()
@@ -176,6 +174,28 @@ class Trainer:
         self.objective.after_step(self.info(accum - 1))
         self.position.step += 1
         return {**totals, "lr": lr, "wd": wd}
+
+    def clip_gradients(self) -> dict[str, float]:
+        """Gradient-norm clipping by ``optim.grad_clip_rule``; returns the norms before clipping.
+
+        ``global``: one norm over every trained parameter, from the first step. ``official`` (the
+        release's ``app/mae/train.py`` and ``app/vjepa/train.py``): the encoder and the other
+        networks (decoder / predictor / heads) are clipped separately, and only once warm-up is
+        over.
+        """
+        o = self.cfg.optim
+        if o.grad_clip <= 0:
+            return {}
+        if o.grad_clip_rule == "global":
+            return {"grad_norm": float(torch.nn.utils.clip_grad_norm_(self.objective.parameters(), o.grad_clip))}
+        if self.position.step < self.warmup_steps:
+            return {}
+        encoder = {id(p) for p in self.objective.student.parameters()}
+        others = [p for p in self.objective.parameters() if p.requires_grad and id(p) not in encoder]
+        norms = {"grad_norm_encoder": torch.nn.utils.clip_grad_norm_(self.objective.student.parameters(), o.grad_clip)}
+        if others:
+            norms["grad_norm_head"] = torch.nn.utils.clip_grad_norm_(others, o.grad_clip)
+        return {k: float(v) for k, v in norms.items()}
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, float]:
