@@ -268,7 +268,19 @@ class EvalConfig:
     probe_epochs: int = 100  # frozen encoder: the head trains on cached tokens
     finetune_epochs: int = 400  # paper: 400
     warmup_epochs: float = 5.0
-    patience: int = 20  # early stopping: epochs without a better validation loss
+    patience: int = 20  # early stopping: epochs without a better validation score; 0 = never
+    select: str = "loss"  # the epoch kept: loss (lowest validation loss) | auc (highest validation AUC)
+    # fine-tuning's schedule: finetune_lr 0 = head_lr with the encoder at encoder_lr_scale;
+    # > 0 = one lr for the whole network from finetune_start_lr to finetune_final_lr (official)
+    finetune_lr: float = 0.0
+    finetune_start_lr: float = 0.0
+    finetune_final_lr: float = 0.0
+    encoder_freeze_epochs: int = 0  # fine-tuning: the encoder is held fixed for these first epochs
+    # frozen probes of JEPA-family encoders on tasks outside the pretraining domain (glioma,
+    # autism; paper section 5.2): longer schedules (0 = probe_epochs / warmup_epochs)
+    cross_domain_tasks: tuple[str, ...] = ("glioma_grade2_vs_34", "glioma_multiclass", "autism_asd_vs_td")
+    jepa_cross_domain_epochs: int = 0
+    jepa_cross_domain_warmup_epochs: float = 0.0
     max_folds: int = 0  # 0 = every fold of a task; > 0 = the first n (CPU demos)
     seeds: tuple[int, ...] = (0,)
     resnet_lr: float = 1e-4  # ResNet50-3D from scratch
@@ -279,6 +291,9 @@ class EvalConfig:
     fewshot_tasks: tuple[str, ...] = ("cognition_nc_vs_ad", "glioma_grade2_vs_34")
     fewshot_shots: tuple[int, ...] = (16, 32, 64)  # labelled volumes per class
     fewshot_seeds: tuple[int, ...] = (0, 1, 2)
+    fewshot_mode: str = "frozen"  # frozen probe | finetune (paper section 6.5: classical fine-tuning)
+    fewshot_objectives: tuple[str, ...] = ()  # SSL encoders in the few-shot curves; () = all given
+    fewshot_resnet_epochs: int = 0  # ResNet50-3D in the few-shot curves (paper 180); 0 = resnet_epochs
     bootstrap: int = 1000  # resamples of test subjects for 95% confidence intervals
 
 
@@ -418,6 +433,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "preprocess.mask": ("auto", "given", "deepbet", "threshold"),
     "evaluate.head": ("attentive", "linear"),
+    "evaluate.select": ("loss", "auc"),
+    "evaluate.fewshot_mode": ("frozen", "finetune"),
 }
 
 

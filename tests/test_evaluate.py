@@ -167,3 +167,116 @@ def test_jobs_limit_full_data_resnet_to_its_tasks():
         ("random", "frozen", "b"), ("resnet50", "finetune", "b")]
     every = jobs([mae], ["resnet50"], ["frozen"], ["a", "b"])
     assert [t for s, _, t in every if s == RESNET] == ["a", "b"]
+
+
+def scripted_scores(monkeypatch, scores):
+    """Make the fit loop see ``scores`` as its per-epoch validation scores."""
+    from neurossl.evaluate import fit as fit_module
+
+    it = iter(scores)
+    monkeypatch.setattr(fit_module, "validation_score", lambda *a, **k: (next(it), 0.5))
+
+
+@pytest.mark.parametrize("patience, epochs_run", [(0, 6), (2, 4)])
+def test_fit_keeps_the_best_scored_epoch_and_stops_early_only_with_patience(monkeypatch, patience,
+                                                                           epochs_run):
+    scripted_scores(monkeypatch, [0.5, 0.9, 0.7, 0.6, 0.6, 0.6])
+    y = np.array([0, 1] * 8)
+    data = TokenItems(torch.randn(16, 4, 8), y)
+    settings = FitSettings(epochs=6, lr=1e-2, patience=patience, batch_size=8, select="auc")
+    info = fit_classifier(TokenClassifier(LinearProbe(8, 2)), data, data, y, 2, settings,
+                          torch.device("cpu"))
+    assert info["best_epoch"] == 1 and info["epochs_run"] == epochs_run
+
+
+def test_auc_selection_scores_validation_by_roc_auc():
+    from neurossl.evaluate.fit import validation_score
+    from neurossl.evaluate.metrics import roc_auc
+
+    y = np.array([0, 1] * 8)
+    tokens = torch.randn(16, 4, 8)
+    tokens[..., 0] += torch.tensor(y)[:, None].float()
+    data, model = TokenItems(tokens, y), TokenClassifier(LinearProbe(8, 2))
+    settings = FitSettings(epochs=1, lr=1e-2, select="auc")
+    score, _ = validation_score(model, data, torch.device("cpu"), class_weights(y, 2), settings)
+    proba, labels = predict(model, data, torch.device("cpu"))
+    assert score == pytest.approx(roc_auc(labels, proba))
+    with pytest.raises(ValueError, match="select must be one of loss, auc"):
+        FitSettings(epochs=1, lr=1e-2, select="accuracy")
+
+
+class TinyFineTune(torch.nn.Module):
+    """An ``encoder`` and a ``head`` over token batches, named as EncoderClassifier names them."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Linear(8, 8)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, batch):
+        return self.head(self.encoder(batch["tokens"]).mean(dim=1))
+
+
+@pytest.mark.parametrize("epochs, encoder_moved", [(2, False), (3, True)])
+def test_encoder_freeze_holds_the_encoder_for_the_first_epochs(epochs, encoder_moved):
+    y = np.array([0, 1] * 8)
+    data = TokenItems(torch.randn(16, 4, 8), y)
+    torch.manual_seed(0)
+    model = TinyFineTune()
+    before = model.encoder.weight.detach().clone()
+    head_before = model.head.weight.detach().clone()
+    settings = FitSettings(epochs=epochs, lr=1e-2, batch_size=8, freeze_epochs=2, weight_decay=0.0)
+    fit_classifier(model, data, None, y, 2, settings, torch.device("cpu"))
+    assert not torch.equal(model.head.weight, head_before)
+    assert torch.equal(model.encoder.weight, before) != encoder_moved
+    assert all(p.requires_grad for p in model.parameters())  # released after the fit
+
+
+def test_schedules_of_the_paper_protocol(smoke_data, smoke_runs):
+    """Fine-tuning's own lr, the JEPA cross-domain probe schedule and the few-shot ResNet."""
+    from neurossl.evaluate.backbones import EncoderSpec, encoder_heads
+    from neurossl.models import load_encoder
+
+    cfg = load_config("smoke", overrides=[
+        "evaluate.finetune_lr=1e-5", "evaluate.finetune_start_lr=1e-6", "evaluate.finetune_final_lr=1e-6",
+        "evaluate.encoder_freeze_epochs=10", "evaluate.jepa_cross_domain_epochs=800",
+        "evaluate.jepa_cross_domain_warmup_epochs=20", "evaluate.select=auc"])
+    evaluator = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits")
+    glioma, cognition = get_task("glioma_multiclass"), get_task("cognition_nc_vs_ad")
+    jepa, mae = EncoderSpec("jepa", "jepa", None), EncoderSpec("mae", "mae", None)
+    tuned = evaluator.settings(mae, cognition, "finetune", 0, "d")
+    assert (tuned.lr, tuned.start_lr, tuned.final_lr, tuned.freeze_epochs, tuned.lr_scales) == (
+        1e-5, 1e-6, 1e-6, 10, {})
+    assert tuned.select == "auc"
+    long = evaluator.settings(jepa, glioma, "frozen", 0, "d")
+    assert (long.epochs, long.warmup_epochs) == (800, 20)
+    assert evaluator.settings(jepa, cognition, "frozen", 0, "d").epochs == cfg.evaluate.probe_epochs
+    assert evaluator.settings(mae, glioma, "frozen", 0, "d").epochs == cfg.evaluate.probe_epochs
+    resnet = EncoderSpec("resnet50", "none", None)
+    assert evaluator.settings(resnet, cognition, "finetune", 0, "d", epochs=180).epochs == 180
+    spec = resolve_encoder(smoke_runs["mae"])
+    assert encoder_heads(spec) == load_encoder(spec.path).num_heads
+
+
+def test_fewshot_fine_tunes_the_ssl_encoders_and_trains_resnet_for_its_own_epochs(smoke_data, smoke_runs,
+                                                                                   monkeypatch, tmp_path):
+    # paper section 6.5: "Both models are trained with the few-shot subsets under a classical
+    # fine-tuning regime" ... "ResNet50-3D is trained for 180 epochs"
+    from neurossl.evaluate.runner import RESNET, run_fewshot
+
+    cfg = load_config("smoke", overrides=["evaluate.fewshot_mode=finetune", "evaluate.fewshot_resnet_epochs=2",
+                                          "evaluate.fewshot_objectives=[slmae]", "evaluate.fewshot_seeds=[0]"])
+    calls = []
+    original = Evaluator.fit_predict
+
+    def recording(self, spec, task, mode, parts, seed, desc, epochs=0):
+        calls.append((spec.name, mode, epochs, len(parts["train"])))
+        return original(self, spec, task, mode, parts, seed, desc, epochs)
+
+    monkeypatch.setattr(Evaluator, "fit_predict", recording)
+    evaluator = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits")
+    specs = [resolve_encoder(smoke_runs[name]) for name in ("mae", "slmae")]
+    run_fewshot(evaluator, cfg, specs, ["resnet50"], tmp_path)
+    assert calls == [("slmae", "finetune", 0, 2), (RESNET.name, "finetune", 2, 2)]  # 1 shot x 2 classes
+    results = pd.read_csv(tmp_path / "results.csv")
+    assert set(results["mode"]) == {"fewshot_1"} and set(results["encoder"]) == {"slmae", "resnet50"}

@@ -59,6 +59,16 @@ def resolve_encoder(source: str | Path) -> EncoderSpec:
     return EncoderSpec(name, objective, path, modalities)
 
 
+def encoder_heads(spec: EncoderSpec) -> int:
+    """The encoder's attention heads, read from its sidecar: an attentive probe on its tokens
+    uses as many (V-JEPA's probe takes the encoder's ``num_heads``)."""
+    sidecar = sidecar_path(spec.path)
+    config = json.loads(sidecar.read_text()).get("config") or {} if sidecar.is_file() else {}
+    if "num_heads" not in config:
+        raise ValueError(f"{spec.path}: its sidecar has no config.num_heads; re-export the encoder")
+    return int(config["num_heads"])
+
+
 def random_twin(spec: EncoderSpec) -> EncoderSpec:
     """The same architecture as ``spec`` with random weights (the paper's key control)."""
     return EncoderSpec("random", "none", spec.path, spec.modalities)

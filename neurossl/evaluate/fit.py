@@ -1,9 +1,11 @@
 """The one supervised loop of downstream evaluation: probes, fine-tuning and ResNet50-3D.
 
 Every model here maps a batch dict to logits ``(B, K)``; the loop trains it with AdamW under a
-warm-up + cosine learning rate, picks the epoch with the lowest validation loss (early stopping
-with patience) and restores those weights; without a validation split it trains the fixed number
-of epochs and keeps the final weights. The test split never enters this module.
+warm-up + cosine learning rate, keeps the epoch with the best validation score (``select``: the
+lowest loss or the highest ROC-AUC) and restores those weights; early stopping after
+``patience`` epochs without a better score is an option (0 trains every epoch). Without a
+validation split it trains the fixed number of epochs and keeps the final weights. The test
+split never enters this module.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from neurossl.data.dataset import batch_to_device
+from neurossl.evaluate.metrics import roc_auc
 from neurossl.train.schedules import warmup_cosine
 
 
@@ -57,6 +60,9 @@ class TokenItems(Dataset):
         return {"tokens": self.tokens[index], "y": int(self.y[index])}
 
 
+SELECTIONS = ("loss", "auc")
+
+
 @dataclass
 class FitSettings:
     """How :func:`fit_classifier` trains (filled from ``EvalConfig`` by the caller)."""
@@ -71,6 +77,17 @@ class FitSettings:
     seed: int = 0
     lr_scales: dict[str, float] = field(default_factory=dict)  # parameter-name prefix -> lr factor
     desc: str = "fit"
+    start_lr: float = 0.0  # at the start of warm-up
+    final_lr: float | None = None  # end of the cosine; None = lr / 100
+    select: str = "loss"  # loss (lowest validation loss) | auc (highest validation ROC-AUC)
+    freeze_prefix: str = "encoder."  # parameters held fixed during the first freeze_epochs
+    freeze_epochs: int = 0
+
+    def __post_init__(self):
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+        if self.patience < 0 or self.freeze_epochs < 0:
+            raise ValueError("patience and freeze_epochs must be >= 0")
 
 
 def param_groups(model: nn.Module, scales: dict[str, float]) -> list[dict]:
@@ -125,6 +142,25 @@ def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device, we
     return total / max(count, 1)
 
 
+def validation_score(model: nn.Module, dataset: Dataset, device: torch.device, weights: torch.Tensor,
+                     settings: FitSettings) -> tuple[float, float]:
+    """``(score, loss)`` on ``dataset``; higher scores are better (``-loss`` or the ROC-AUC, which
+    counts as -inf when the validation split lacks a class)."""
+    loss = validation_loss(model, dataset, device, weights, settings)
+    if settings.select == "loss":
+        return -loss, loss
+    proba, y = predict(model, dataset, device, settings.batch_size)
+    auc = roc_auc(y, proba)
+    return (auc if math.isfinite(auc) else -math.inf), loss
+
+
+def set_frozen(model: nn.Module, prefix: str, frozen: bool) -> None:
+    """Hold the parameters named ``prefix*`` fixed (no gradient) or release them."""
+    for name, param in model.named_parameters():
+        if name.startswith(prefix):
+            param.requires_grad_(not frozen)
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset,
                 settings: FitSettings, epoch: int, total_steps: int, device: torch.device,
                 weights: torch.Tensor) -> float:
@@ -136,7 +172,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dat
     losses = []
     for i, batch in enumerate(batches):
         step = epoch * len(batches) + i
-        lr = warmup_cosine(step, total_steps, warmup, 0.0, settings.lr, settings.lr * 1e-2)
+        final = settings.lr * 1e-2 if settings.final_lr is None else settings.final_lr
+        lr = warmup_cosine(step, total_steps, warmup, settings.start_lr, settings.lr, final)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
             group["weight_decay"] = settings.weight_decay if group["weight_decay_on"] else 0.0
@@ -154,7 +191,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dat
 
 def fit_classifier(model: nn.Module, train: Dataset, val: Dataset | None, train_y: np.ndarray,
                    num_classes: int, settings: FitSettings, device: torch.device) -> dict:
-    """Train ``model`` on ``train``, early-stop on the loss of ``val``; keeps the best weights.
+    """Train ``model`` on ``train``; keeps the weights of the epoch ``val`` scores best
+    (``settings.select``), stopping early after ``settings.patience`` epochs without a better
+    score (0: never).
 
     With ``val=None`` every one of ``settings.epochs`` runs and the final weights are kept (a
     fixed recipe, for data too small to spare a validation split).
@@ -166,21 +205,24 @@ def fit_classifier(model: nn.Module, train: Dataset, val: Dataset | None, train_
     weights = class_weights(train_y, num_classes).to(device)
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total = settings.epochs * steps_per_epoch
-    best = {"loss": math.inf, "epoch": -1, "state": None}
+    best = {"score": -math.inf, "loss": math.nan, "epoch": -1, "state": None}
     bar = tqdm(range(settings.epochs), desc=settings.desc, unit="epoch", leave=False)
     epoch = 0
     for epoch in bar:
+        set_frozen(model, settings.freeze_prefix, epoch < settings.freeze_epochs)
         train_loss = train_epoch(model, optimizer, train, settings, epoch, total, device, weights)
         if val is None:
             bar.set_postfix(train=f"{train_loss:.3f}")
             continue
-        val_loss = validation_loss(model, val, device, weights, settings)
+        score, val_loss = validation_score(model, val, device, weights, settings)
         bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
-        if val_loss < best["loss"] - 1e-6:
-            best = {"loss": val_loss, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-        elif epoch - best["epoch"] >= settings.patience:
+        if best["state"] is None or score > best["score"] + 1e-6:
+            best = {"score": score, "loss": val_loss, "epoch": epoch,
+                    "state": copy.deepcopy(model.state_dict())}
+        elif settings.patience and epoch - best["epoch"] >= settings.patience:
             break
     bar.close()
+    set_frozen(model, settings.freeze_prefix, False)
     if val is None:
         return {"best_epoch": epoch, "best_val_loss": math.nan, "epochs_run": epoch + 1}
     model.load_state_dict(best["state"])

@@ -22,7 +22,8 @@ from neurossl.config import Config
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import (EncoderClassifier, EncoderSpec, ResNetClassifier,
-                                         TokenClassifier, TokenEncoder, build_token_encoder)
+                                         TokenClassifier, TokenEncoder, build_token_encoder,
+                                         encoder_heads)
 from neurossl.evaluate.fewshot import sample_per_class
 from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict
 from neurossl.evaluate.heads import build_head
@@ -32,6 +33,7 @@ from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict
 from neurossl.train.host_memory import retain_on_cpu
 
 MODES = ("frozen", "finetune")
+JEPA_FAMILY = ("jepa", "vcr_jepa", "moe_jepa")
 
 
 @dataclass
@@ -101,23 +103,34 @@ class Evaluator:
         return TokenItems(torch.stack([cached[u] for u in frame["scan_uid"]]), frame["y"].to_numpy())
 
     # ----------------------------------------------------------------- one fit
-    def settings(self, spec: EncoderSpec, mode: str, seed: int, desc: str) -> FitSettings:
+    def settings(self, spec: EncoderSpec, task: Task, mode: str, seed: int, desc: str,
+                 epochs: int = 0) -> FitSettings:
+        """How one model trains: ResNet50-3D, a frozen probe or fine-tuning (``epochs`` > 0
+        overrides the count, as the few-shot curves do for ResNet50-3D)."""
         e = self.cfg.evaluate
         common = dict(weight_decay=e.weight_decay, warmup_epochs=e.warmup_epochs, patience=e.patience,
-                      batch_size=e.batch_size, seed=seed, desc=desc)
+                      batch_size=e.batch_size, seed=seed, desc=desc, select=e.select)
         if spec.name == "resnet50":
-            return FitSettings(e.resnet_epochs, e.resnet_lr, num_workers=self.cfg.train.num_workers, **common)
+            return FitSettings(epochs or e.resnet_epochs, e.resnet_lr,
+                               num_workers=self.cfg.train.num_workers, **common)
         if mode == "frozen":
+            if spec.objective in JEPA_FAMILY and task.name in e.cross_domain_tasks and e.jepa_cross_domain_epochs:
+                common["warmup_epochs"] = e.jepa_cross_domain_warmup_epochs or e.warmup_epochs
+                return FitSettings(e.jepa_cross_domain_epochs, e.head_lr, **common)
             return FitSettings(e.probe_epochs, e.head_lr, **common)
-        return FitSettings(e.finetune_epochs, e.head_lr, num_workers=self.cfg.train.num_workers,
-                           lr_scales={"encoder.": e.encoder_lr_scale}, **common)
+        tuned = dict(num_workers=self.cfg.train.num_workers, freeze_epochs=e.encoder_freeze_epochs)
+        if e.finetune_lr > 0:
+            return FitSettings(e.finetune_epochs, e.finetune_lr, start_lr=e.finetune_start_lr,
+                               final_lr=e.finetune_final_lr, **tuned, **common)
+        return FitSettings(e.finetune_epochs, e.head_lr, lr_scales={"encoder.": e.encoder_lr_scale},
+                           **tuned, **common)
 
     def fit_predict(self, spec: EncoderSpec, task: Task, mode: str, parts: dict[str, pd.DataFrame],
-                    seed: int, desc: str) -> np.ndarray:
-        """Train on ``parts["train"]``, early-stop on ``val``; class probabilities of ``test``."""
+                    seed: int, desc: str, epochs: int = 0) -> np.ndarray:
+        """Train on ``parts["train"]``, select on ``val``; class probabilities of ``test``."""
         if spec.name == "voxels":
             return self.fit_predict_voxels(task, parts)
-        settings = self.settings(spec, mode, seed, desc)
+        settings = self.settings(spec, task, mode, seed, desc, epochs)
         torch.manual_seed(seed)
         e = self.cfg.evaluate
         if spec.name == "resnet50" or mode == "finetune":
@@ -131,7 +144,8 @@ class Evaluator:
         else:
             self.encode(spec, [u for f in parts.values() for u in f["scan_uid"]])
             dim = next(iter(self.tokens[f"{spec.name}:{spec.path}"].values())).shape[-1]
-            model = TokenClassifier(build_head(e.head, dim, task.num_classes, 4, e.num_queries))
+            model = TokenClassifier(build_head(e.head, dim, task.num_classes, encoder_heads(spec),
+                                               e.num_queries))
             data = {p: self.token_items(spec, f) for p, f in parts.items()}
         fit_classifier(model, data["train"], data["val"], parts["train"]["y"].to_numpy(),
                        task.num_classes, settings, self.device)
@@ -173,13 +187,17 @@ class Evaluator:
 
     def run_fewshot(self, spec: EncoderSpec, task_name: str, shots: int, seed: int) -> EvalOutput:
         """``shots`` labelled training volumes per class (first fold's train partition, drawn
-        with ``seed``); SSL encoders are probed frozen, ResNet50-3D trains from scratch."""
+        with ``seed``); SSL encoders are probed frozen or fine-tuned (``evaluate.fewshot_mode``),
+        ResNet50-3D trains from scratch for ``fewshot_resnet_epochs``."""
         task = get_task(task_name)
         fold = task_folds(task, self.splits_dir)[0]
         parts = fold_partitions(task, self.splits_dir, fold, self.labels)
         parts["train"] = sample_per_class(parts["train"], shots, seed)
         desc = f"{spec.name} {task.name} {shots}-shot seed {seed}"
-        proba = self.fit_predict(spec, task, "frozen", parts, seed, desc)
+        e = self.cfg.evaluate
+        mode = "finetune" if spec.name == "resnet50" else e.fewshot_mode
+        epochs = e.fewshot_resnet_epochs if spec.name == "resnet50" else 0
+        proba = self.fit_predict(spec, task, mode, parts, seed, desc, epochs)
         return scored(spec, task, f"fewshot_{shots}", fold, seed, parts["test"], proba)
 
 

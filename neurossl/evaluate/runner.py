@@ -78,9 +78,11 @@ def evaluate_all(cfg: Config, encoders: list[str | Path], baselines: list[str], 
 
 def run_fewshot(evaluator: Evaluator, cfg: Config, specs: list[EncoderSpec], baselines: list[str],
                 out_dir: Path) -> None:
-    """Few-shot curves: SSL encoders (frozen probe) and the ResNet50-3D / voxels baselines."""
+    """Few-shot curves: the SSL encoders of ``evaluate.fewshot_objectives`` (probed frozen or
+    fine-tuned, ``evaluate.fewshot_mode``) and the ResNet50-3D / voxels baselines."""
     e = cfg.evaluate
-    models = specs + [b for b in (RESNET, VOXELS) if b.name in baselines]
+    chosen = [s for s in specs if not e.fewshot_objectives or s.objective in e.fewshot_objectives]
+    models = chosen + [b for b in (RESNET, VOXELS) if b.name in baselines]
     jobs = [(spec, task, shots) for spec in models for task in e.fewshot_tasks for shots in e.fewshot_shots]
     for spec, task, shots in tqdm(jobs, desc="few-shot", unit="curve point"):
         out = EvalOutput()
