@@ -17,6 +17,7 @@ import pandas as pd
 
 from neurossl.evaluate.metrics import METRICS, classification_metrics
 from neurossl.evaluate.stats import bootstrap_ci, delong_test, paired_bootstrap
+from neurossl.evaluate.reported import brainfound_comparison
 from neurossl.evaluate.tables import paper_table, read_results, write_table
 
 GROUP = ["encoder", "objective", "task", "mode", "seed"]
@@ -77,14 +78,16 @@ def paired_table(predictions: pd.DataFrame, reference: str = "random", n_boot: i
         b = probabilities(pair.filter(regex=r"^p\d+_ref$").rename(columns=lambda c: c[:-4]))
         try:
             test = paired_bootstrap(y, a, b, "roc_auc", n_boot=n_boot, seed=seed, groups=pair["subject_id"].to_numpy())
-        except ValueError:
+        except ValueError as error:  # e.g. a test set with one class: the row says why it is empty
+            rows.append({"encoder": encoder, "task": task, "mode": mode, "seed": run_seed,
+                         "n_scans": len(pair), "note": str(error)})
             continue
         p_delong = delong_test(y, a[:, 1], b[:, 1]).p_value if a.shape[1] == 2 else np.nan
         reference_auc = classification_metrics(y, b)["roc_auc"]
         rows.append({"encoder": encoder, "task": task, "mode": mode, "seed": run_seed,
                      "auc": reference_auc + test.diff, "auc_reference": reference_auc, "diff": test.diff,
                      "low": test.low, "high": test.high, "p_bootstrap": test.p_value,
-                     "p_delong": p_delong, "n_scans": len(pair)})
+                     "p_delong": p_delong, "n_scans": len(pair), "note": ""})
     return pd.DataFrame(rows)
 
 
@@ -97,7 +100,8 @@ def format_interval(frame: pd.DataFrame, digits: int = 3) -> pd.Series:
 def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000) -> list[Path]:
     """The paper-style tables of ``eval_dir`` (results.csv, predictions.csv) under ``out_dir``:
     ``downstream_<metric>`` (mean ± std over folds; frozen / finetune blocks), ``fewshot_roc_auc``,
-    ``confidence_intervals`` and ``paired_vs_random``. Returns the files written."""
+    ``confidence_intervals``, ``paired_vs_random`` and ``brainfound_reported`` (the paper's Table
+    6: reported numbers beside this project's). Returns the files written."""
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     results = read_results(eval_dir / "results.csv")
     written = []
@@ -118,4 +122,7 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000) 
     paired = paired_table(standard_pred)
     if not paired.empty:
         written += write_table(paired.round(4), out_dir / "paired_vs_random")
+    if not standard.empty:
+        written += write_table(brainfound_comparison(standard).round(3), out_dir / "brainfound_reported",
+                               index=False)
     return written
