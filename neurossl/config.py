@@ -276,6 +276,9 @@ class EvalConfig:
     finetune_start_lr: float = 0.0
     finetune_final_lr: float = 0.0
     encoder_freeze_epochs: int = 0  # fine-tuning: the encoder is held fixed for these first epochs
+    # fine-tuned encoders saved for the embedding analysis (paper Table 7 / Figure 4): the first
+    # fold and seed of these tasks, under <eval>/finetuned/
+    export_finetuned: tuple[str, ...] = ("cognition_nc_vs_ad",)
     # frozen probes of JEPA-family encoders on tasks outside the pretraining domain (glioma,
     # autism; paper section 5.2): longer schedules (0 = probe_epochs / warmup_epochs)
     cross_domain_tasks: tuple[str, ...] = ("glioma_grade2_vs_34", "glioma_multiclass", "autism_asd_vs_td")

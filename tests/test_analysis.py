@@ -225,3 +225,19 @@ def test_hf_energy_figure_is_the_same_file_when_regenerated(tmp_path):
     np.random.seed(2)
     second = save_figure(plot_hf_energy(energy), tmp_path / "two")[0].read_bytes()
     assert first == second
+
+
+def test_stage_table_has_tables_7_layout():
+    from neurossl.analysis.embeddings import analyse_encoders
+    from neurossl.analysis.stages import stage_table
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["NC", "AD"], 20)
+    separated = rng.normal(size=(40, 6)) + 4.0 * (labels == "AD")[:, None]
+    mixed = rng.normal(size=(40, 6))
+    analyses = {"pretrained": analyse_encoders({"mae": (mixed, labels)}, methods=("tsne",), perplexity=5),
+                "fine-tuned": analyse_encoders({"mae": (separated, labels)}, methods=("tsne",), perplexity=5)}
+    table = stage_table(analyses)
+    assert list(table.index) == [("pretrained", "mae"), ("fine-tuned", "mae")]
+    assert list(table.columns) == ["silhouette (raw)", "nmi (raw)", "silhouette (tsne)", "nmi (tsne)"]
+    assert table.loc[("fine-tuned", "mae"), "silhouette (raw)"] > table.loc[("pretrained", "mae"), "silhouette (raw)"] + 0.3

@@ -280,3 +280,27 @@ def test_fewshot_fine_tunes_the_ssl_encoders_and_trains_resnet_for_its_own_epoch
     assert calls == [("slmae", "finetune", 0, 2), (RESNET.name, "finetune", 2, 2)]  # 1 shot x 2 classes
     results = pd.read_csv(tmp_path / "results.csv")
     assert set(results["mode"]) == {"fewshot_1"} and set(results["encoder"]) == {"slmae", "resnet50"}
+
+
+def test_finetuned_encoder_of_the_first_fold_is_exported_for_table7(smoke_data, smoke_runs, tmp_path):
+    import json
+
+    from neurossl.analysis.stages import finetuned_encoders, task_test_scans
+    from neurossl.models import load_encoder
+
+    cfg = load_config("smoke", overrides=["evaluate.max_folds=2"])
+    evaluator = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits", export_dir=tmp_path)
+    spec = resolve_encoder(smoke_runs["mae"])
+    evaluator.run(spec, "cognition_nc_vs_ad", "finetune")
+    evaluator.run(spec, "glioma_multiclass", "frozen")  # neither exported: frozen, not listed
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["mae__cognition_nc_vs_ad.safetensors"]
+    sidecar = json.loads((tmp_path / "mae__cognition_nc_vs_ad.json").read_text())
+    first_fold = task_folds(get_task("cognition_nc_vs_ad"), smoke_data / "splits")[0]
+    assert sidecar["meta"]["finetuned"] == {"from": str(spec.path), "task": "cognition_nc_vs_ad",
+                                            "fold": first_fold, "seed": 0}
+    tuned, pretrained = load_encoder(tmp_path / "mae__cognition_nc_vs_ad.safetensors"), load_encoder(spec.path)
+    assert not torch.equal(tuned.blocks[0].attn.qkv.weight, pretrained.blocks[0].attn.qkv.weight)
+    found = finetuned_encoders(tmp_path.parent / "x", "cognition_nc_vs_ad", ["mae"])
+    assert found == {}
+    test = task_test_scans("cognition_nc_vs_ad", smoke_data / "cache", smoke_data / "splits")
+    assert set(test["label"]) <= {"NC", "AD"} and len(test) > 0

@@ -30,6 +30,7 @@ from neurossl.evaluate.heads import build_head
 from neurossl.evaluate.metrics import classification_metrics
 from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
+from neurossl.models import save_encoder
 from neurossl.train.host_memory import retain_on_cpu
 
 MODES = ("frozen", "finetune")
@@ -64,10 +65,15 @@ class Evaluator:
         cfg: the resolved config (``evaluate``, ``preprocess``, ``augment`` sections are read).
         cache_dir: the preprocessing cache of the labelled datasets.
         splits_dir: split folder holding the tasks' downstream files (audited on every read).
+        export_dir: where fine-tuned encoders of ``evaluate.export_finetuned`` tasks are saved
+            (first fold and seed), or None.
     """
 
-    def __init__(self, cfg: Config, cache_dir: str | Path, splits_dir: str | Path):
+    def __init__(self, cfg: Config, cache_dir: str | Path, splits_dir: str | Path,
+                 export_dir: str | Path | None = None):
         self.cfg, self.cache_dir, self.splits_dir = cfg, Path(cache_dir), Path(splits_dir)
+        self.export_dir = None if export_dir is None else Path(export_dir)
+        self.last_model: torch.nn.Module | None = None
         index = read_index(cache_dir)
         self.labels = index.set_index("scan_uid")["label"]
         self.device = resolve_device(cfg.train.device)
@@ -149,6 +155,7 @@ class Evaluator:
             data = {p: self.token_items(spec, f) for p, f in parts.items()}
         fit_classifier(model, data["train"], data["val"], parts["train"]["y"].to_numpy(),
                        task.num_classes, settings, self.device)
+        self.last_model = model
         proba, _ = predict(model, data["test"], self.device, e.batch_size)
         return proba
 
@@ -183,7 +190,21 @@ class Evaluator:
                 desc = f"{spec.name} {task.name} {mode} fold {fold} seed {seed}"
                 proba = self.fit_predict(spec, task, mode, parts, seed, desc)
                 out.extend(scored(spec, task, mode, fold, seed, parts["test"], proba))
+                if (mode, fold, seed) == ("finetune", folds[0], self.cfg.evaluate.seeds[0]):
+                    self.export_finetuned(spec, task, fold, seed)
         return out
+
+    def export_finetuned(self, spec: EncoderSpec, task: Task, fold: int, seed: int) -> Path | None:
+        """Save the encoder just fine-tuned on ``task`` (an ``export_finetuned`` task) as
+        ``<export_dir>/<encoder>__<task>.safetensors``, with its provenance in the sidecar."""
+        if (self.export_dir is None or task.name not in self.cfg.evaluate.export_finetuned
+                or not isinstance(self.last_model, EncoderClassifier)):
+            return None
+        meta = {"objective": spec.objective, "steps": None, "git_commit": None,
+                "data": {"cache": str(self.cache_dir), "splits": str(self.splits_dir)},
+                "finetuned": {"from": str(spec.path), "task": task.name, "fold": fold, "seed": seed}}
+        path = self.export_dir / f"{spec.name}__{task.name}.safetensors"
+        return save_encoder(self.last_model.encoder.encoder, path, meta)
 
     def run_fewshot(self, spec: EncoderSpec, task_name: str, shots: int, seed: int) -> EvalOutput:
         """``shots`` labelled training volumes per class (first fold's train partition, drawn

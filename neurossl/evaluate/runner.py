@@ -5,7 +5,9 @@ Output folder layout:
 - ``results.csv``: tidy rows ``encoder, objective, task, mode, fold, seed, metric, value``,
   appended after each (encoder, task, mode) so an interrupted batch keeps what it finished;
 - ``predictions/<encoder>__<task>__<mode>.csv``: the test predictions of that evaluation
-  (rewritten when it is rerun), read back by :mod:`neurossl.evaluate.report`.
+  (rewritten when it is rerun), read back by :mod:`neurossl.evaluate.report`;
+- ``finetuned/<encoder>__<task>.safetensors``: encoders fine-tuned on an
+  ``evaluate.export_finetuned`` task (first fold and seed), for the embedding analysis.
 
 Baselines: ``random`` is the first encoder's architecture with random weights, evaluated with
 the same protocol; ``resnet50`` is MONAI's ResNet50-3D trained from scratch (listed under
@@ -67,7 +69,7 @@ def evaluate_all(cfg: Config, encoders: list[str | Path], baselines: list[str], 
     specs = [resolve_encoder(e) for e in encoders]
     modes = ["frozen", "finetune"] if mode == "both" else [mode]
     tasks = tasks or list(cfg.evaluate.tasks)
-    evaluator = Evaluator(cfg, cache_dir, splits_dir)
+    evaluator = Evaluator(cfg, cache_dir, splits_dir, export_dir=out_dir / "finetuned")
     todo = jobs(specs, baselines, modes, tasks, cfg.evaluate.resnet_tasks)
     for spec, m, task in tqdm(todo, desc="evaluate", unit="run"):
         save(evaluator.run(spec, task, m), out_dir, f"{spec.name}__{task}__{m}")
