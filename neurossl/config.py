@@ -214,6 +214,9 @@ class ObjectiveConfig:
     dino_head_hidden: int = 2048  # DINO head MLP width (DINO 2048)
     dino_head_bottleneck: int = 256  # L2-normalised bottleneck before the prototypes (DINO 256)
     dino_teacher_temp: float = 0.04
+    # the teacher temperature rises from this value over the first epochs (DINO; FM-CT 30); 0 = none
+    dino_warmup_teacher_temp: float = 0.04
+    dino_warmup_teacher_epochs: int = 0
     dino_student_temp: float = 0.1
     dino_local_crops: int = 2
     # DINO's global crops keep 40-100 % of the image area; a similar share of a volume is about

@@ -1,5 +1,6 @@
 """SimCLR and DINO-MIM on a tiny ViT: volume 16 x 32 x 32, patch 8, tubelet 4 (64 tokens)."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -175,14 +176,14 @@ def test_mim_term_uses_masked_tokens_only():
     masked = torch.stack([torch.randperm(n)[:m].sort().values for _ in range(b)])
     student = torch.randn(b, m, k)
     teacher = torch.randn(b, n, k)
-    base = obj.mim_loss(student, teacher, masked)
+    base = obj.mim_loss(student, teacher, masked, obj.temps)
     visible = ~indices_to_mask(masked, n)
     changed = teacher.clone()
     changed[visible] = torch.randn(int(visible.sum()), k) * 10
-    torch.testing.assert_close(obj.mim_loss(student, changed, masked), base)
+    torch.testing.assert_close(obj.mim_loss(student, changed, masked, obj.temps), base)
     changed = teacher.clone()
     changed[0, masked[0, 0]] = torch.randn(k) * 10  # a masked token's teacher distribution
-    assert not torch.allclose(obj.mim_loss(student, changed, masked), base)
+    assert not torch.allclose(obj.mim_loss(student, changed, masked, obj.temps), base)
 
 
 def test_dino_mim_runs_on_three_channel_ct():
@@ -217,3 +218,14 @@ def test_dino_mim_state_dict_round_trip_restores_centre_and_teacher():
     assert not fresh.teacher.training
     a, b = obj(batch(seed=3), info(seed=9)), fresh(batch(seed=3), info(seed=9))
     torch.testing.assert_close(a["loss"], b["loss"])
+
+
+def test_dino_teacher_temperature_warms_up_as_dinos_linspace():
+    # DINO / FM-CT losses.py: "np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)"
+    # then "np.ones(nepochs - warmup_teacher_temp_epochs) * teacher_temp", indexed by the epoch
+    obj = DINOMIM(cfg("objective.dino_warmup_teacher_temp=0.04", "objective.dino_teacher_temp=0.07",
+                      "objective.dino_warmup_teacher_epochs=4"), (1, *IMG))
+    schedule = np.concatenate([np.linspace(0.04, 0.07, 4), np.ones(3) * 0.07])
+    for epoch in range(7):
+        assert obj.temperatures(epoch + 0.5) == (0.1, pytest.approx(schedule[epoch]))
+    assert dino_mim().temperatures(0) == (0.1, 0.04)

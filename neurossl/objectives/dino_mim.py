@@ -32,6 +32,8 @@ The teacher and its heads are always in ``eval()`` (no stochastic depth), and mo
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from neurossl.config import Config, ViewConfig
@@ -83,6 +85,7 @@ class DINOMIM(Objective):
         self.patch_center = Centering(k, center_momentum)
         self.masks = mask_generator_from_config(cfg.masking, self.student.grid_size)
         self.temps = (o.dino_student_temp, o.dino_teacher_temp)
+        self.teacher_warmup = (o.dino_warmup_teacher_temp, o.dino_warmup_teacher_epochs)
         self.local_crops, self.mim_weight, self.ema = o.dino_local_crops, o.mim_weight, cfg.optim.ema
         self.koleo_weight = o.koleo_weight
         self.views = check_views(views or o.dino_views, "objective.dino_views")
@@ -101,8 +104,19 @@ class DINOMIM(Objective):
             teacher.eval()
         return self
 
+    def temperatures(self, epoch: float) -> tuple[float, float]:
+        """``(student, teacher)`` temperatures in ``epoch``: the teacher's rises linearly from
+        ``dino_warmup_teacher_temp`` over ``dino_warmup_teacher_epochs`` whole epochs, as DINO's
+        ``np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs)``."""
+        student, teacher = self.temps
+        start, epochs = self.teacher_warmup
+        e = math.floor(epoch)
+        if e >= epochs:
+            return student, teacher
+        return student, start + (teacher - start) * (e / (epochs - 1) if epochs > 1 else 1.0)
+
     def mim_loss(self, student_logits: torch.Tensor, teacher_patch_logits: torch.Tensor,
-                 masked: torch.Tensor) -> torch.Tensor:
+                 masked: torch.Tensor, temps: tuple[float, float]) -> torch.Tensor:
         """iBOT loss at the masked tokens.
 
         Args:
@@ -113,7 +127,7 @@ class DINOMIM(Objective):
         target = gather_tokens(teacher_patch_logits, masked)  # (B, M, K)
         every = torch.ones(masked.shape, dtype=torch.bool, device=masked.device)
         center = None if self.sinkhorn else self.patch_center.center
-        return masked_token_distillation_loss(student_logits, target, every, center, *self.temps)
+        return masked_token_distillation_loss(student_logits, target, every, center, *temps)
 
     def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         """``{"loss", "dino", "mim"[, "koleo"]}`` for ``batch["image"]`` ``(B, C, D, H, W)``."""
@@ -134,10 +148,11 @@ class DINOMIM(Objective):
             box = random_token_box(grid, self.local_scale, b, info).to(images.device)
             pooled.append(self.student(source, masks=box).mean(dim=1))
         s_logits = list(self.head(torch.stack(pooled)).unbind(0))  # (2 + L) x (B, K)
-        loss_dino = dino_loss(s_logits, t_logits, None if self.sinkhorn else self.center.center, *self.temps)
+        temps = self.temperatures(info.epoch)
+        loss_dino = dino_loss(s_logits, t_logits, None if self.sinkhorn else self.center.center, *temps)
 
         predicted = self.predictor(visible, keep, masked)  # (B, M, D)
-        loss_mim = self.mim_loss(self.patch_head(predicted), t_patch, masked)
+        loss_mim = self.mim_loss(self.patch_head(predicted), t_patch, masked, temps)
 
         if not self.sinkhorn:
             self.center.update(t_logits)
