@@ -304,3 +304,17 @@ def test_finetuned_encoder_of_the_first_fold_is_exported_for_table7(smoke_data, 
     assert found == {}
     test = task_test_scans("cognition_nc_vs_ad", smoke_data / "cache", smoke_data / "splits")
     assert set(test["label"]) <= {"NC", "AD"} and len(test) > 0
+
+
+def test_a_task_can_be_evaluated_on_one_contrast_of_its_subjects(smoke_data, smoke_runs):
+    # Neuro-JEPA: the MoE's modality routing is exercised downstream, one contrast at a time
+    cfg = load_config("smoke", overrides=["evaluate.max_folds=1"])
+    evaluator = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits")
+    modality = read_index(smoke_data / "cache").set_index("scan_uid")["modality"]
+    spec = resolve_encoder(smoke_runs["mae"])
+    out = evaluator.run(spec, "glioma_multiclass:FLAIR", "frozen")
+    predictions = out.prediction_table()
+    assert set(predictions["task"]) == {"glioma_multiclass:FLAIR"}
+    assert set(predictions["scan_uid"].map(modality)) == {"FLAIR"}
+    with pytest.raises(ValueError, match="no CT scans in train, val, test"):
+        evaluator.run(spec, "glioma_multiclass:CT", "frozen")

@@ -9,7 +9,7 @@ fold and seed. Each fold trains on ``train``, early-stops on ``val`` and is scor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,7 @@ class Evaluator:
         self.last_model: torch.nn.Module | None = None
         index = read_index(cache_dir)
         self.labels = index.set_index("scan_uid")["label"]
+        self.modality = index.set_index("scan_uid")["modality"]
         self.device = resolve_device(cfg.train.device)
         retain_on_cpu(self.device, cfg.train.retain_host_memory)
         self.tokens: dict[str, dict[str, torch.Tensor]] = {}
@@ -120,7 +121,8 @@ class Evaluator:
             return FitSettings(epochs or e.resnet_epochs, e.resnet_lr,
                                num_workers=self.cfg.train.num_workers, **common)
         if mode == "frozen":
-            if spec.objective in JEPA_FAMILY and task.name in e.cross_domain_tasks and e.jepa_cross_domain_epochs:
+            base_task = task.name.partition(":")[0]
+            if spec.objective in JEPA_FAMILY and base_task in e.cross_domain_tasks and e.jepa_cross_domain_epochs:
                 common["warmup_epochs"] = e.jepa_cross_domain_warmup_epochs or e.warmup_epochs
                 return FitSettings(e.jepa_cross_domain_epochs, e.head_lr, **common)
             return FitSettings(e.probe_epochs, e.head_lr, **common)
@@ -175,17 +177,38 @@ class Evaluator:
                                   self.intensity_features(parts["test"]), task.num_classes)
 
     # ----------------------------------------------------------------- public
+    def partitions(self, task: Task, fold: int | None, contrast: str | None) -> dict[str, pd.DataFrame]:
+        """The fold's ``train / val / test`` frames, restricted to one contrast when given."""
+        parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+        if contrast is None:
+            return parts
+        parts = {p: f[f["scan_uid"].map(self.modality) == contrast].reset_index(drop=True)
+                 for p, f in parts.items()}
+        empty = [p for p, f in parts.items() if f.empty]
+        if empty:
+            raise ValueError(f"task {task.name}:{contrast} fold {fold}: no {contrast} scans in "
+                             f"{', '.join(empty)}; contrasts cached: {sorted(set(self.modality))}")
+        return parts
+
     def run(self, spec: EncoderSpec, task_name: str, mode: str) -> EvalOutput:
-        """All folds and seeds of ``task_name`` for ``spec`` in ``mode`` (frozen / finetune)."""
+        """All folds and seeds of ``task_name`` for ``spec`` in ``mode`` (frozen / finetune).
+
+        ``task_name`` may name one contrast, ``<task>:<contrast>`` (``glioma_grade2_vs_34:FLAIR``):
+        every partition keeps that contrast's scans only, so a multi-contrast encoder (MoE-JEPA)
+        is evaluated on each contrast of the same subjects.
+        """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-        task = get_task(task_name)
+        base, _, contrast = task_name.partition(":")
+        task = get_task(base)
+        if contrast:
+            task = replace(task, name=task_name)
         folds = task_folds(task, self.splits_dir)
         if self.cfg.evaluate.max_folds:
             folds = folds[: self.cfg.evaluate.max_folds]
         out = EvalOutput()
         for fold in folds:
-            parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+            parts = self.partitions(task, fold, contrast or None)
             for seed in self.cfg.evaluate.seeds:
                 desc = f"{spec.name} {task.name} {mode} fold {fold} seed {seed}"
                 proba = self.fit_predict(spec, task, mode, parts, seed, desc)
