@@ -300,6 +300,7 @@ class EvalConfig:
     fewshot_mode: str = "frozen"  # frozen probe | finetune (paper section 6.5: classical fine-tuning)
     fewshot_objectives: tuple[str, ...] = ()  # SSL encoders in the few-shot curves; () = all given
     fewshot_resnet_epochs: int = 0  # ResNet50-3D in the few-shot curves (paper 180); 0 = resnet_epochs
+    fewshot_test_size: int = 0  # scans of the first fold's test partition kept (paper 500); 0 = all
     bootstrap: int = 1000  # resamples of test subjects for 95% confidence intervals
 
 

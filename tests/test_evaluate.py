@@ -318,3 +318,15 @@ def test_a_task_can_be_evaluated_on_one_contrast_of_its_subjects(smoke_data, smo
     assert set(predictions["scan_uid"].map(modality)) == {"FLAIR"}
     with pytest.raises(ValueError, match="no CT scans in train, val, test"):
         evaluator.run(spec, "glioma_multiclass:CT", "frozen")
+
+
+def test_fewshot_test_set_is_a_fixed_subject_level_sample_of_the_stated_size():
+    from neurossl.evaluate.fewshot import sample_test
+
+    frame = pd.DataFrame({"subject_id": np.repeat([f"s{i}" for i in range(40)], 3),
+                          "scan_uid": [f"u{i}" for i in range(120)], "y": np.tile([0, 1, 0], 40)})
+    test = sample_test(frame, 50, seed=0)
+    assert len(test) == 50 and test["scan_uid"].is_unique
+    assert test["subject_id"].value_counts().lt(3).sum() <= 1  # whole subjects, one cut at the end
+    assert test.equals(sample_test(frame, 50, seed=0))
+    assert len(sample_test(frame, 500)) == 120 and len(sample_test(frame, 0)) == 120

@@ -24,7 +24,7 @@ from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import (EncoderClassifier, EncoderSpec, ResNetClassifier,
                                          TokenClassifier, TokenEncoder, build_token_encoder,
                                          encoder_heads)
-from neurossl.evaluate.fewshot import sample_per_class
+from neurossl.evaluate.fewshot import sample_per_class, sample_test
 from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict
 from neurossl.evaluate.heads import build_head
 from neurossl.evaluate.metrics import classification_metrics
@@ -237,6 +237,7 @@ class Evaluator:
         fold = task_folds(task, self.splits_dir)[0]
         parts = fold_partitions(task, self.splits_dir, fold, self.labels)
         parts["train"] = sample_per_class(parts["train"], shots, seed)
+        parts["test"] = sample_test(parts["test"], self.cfg.evaluate.fewshot_test_size)
         desc = f"{spec.name} {task.name} {shots}-shot seed {seed}"
         e = self.cfg.evaluate
         mode = "finetune" if spec.name == "resnet50" else e.fewshot_mode
