@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurossl.analysis.embeddings import EmbeddingAnalysis, clustering_table
+from neurossl.analysis.embeddings import EmbeddingAnalysis, analyse_encoders, clustering_table
+from neurossl.analysis.features import pooled_features
+from neurossl.config import PreprocessConfig
 from neurossl.data.cache import read_index
 from neurossl.evaluate.backbones import EncoderSpec, resolve_encoder
 from neurossl.evaluate.tasks import fold_partitions, get_task, task_folds
@@ -34,6 +36,27 @@ def finetuned_encoders(eval_dir: str | Path, task_name: str, names: list[str]) -
     folder = Path(eval_dir) / "finetuned"
     found = {name: folder / f"{name}__{task_name}.safetensors" for name in names}
     return {name: resolve_encoder(path) for name, path in found.items() if path.is_file()}
+
+
+def stage_analyses(encoders: dict[str, dict[str, EncoderSpec]], scans: pd.DataFrame,
+                   cache_dir: str | Path, preprocess: PreprocessConfig, batch_size: int = 8,
+                   device: str = "cpu") -> dict[str, dict[str, EmbeddingAnalysis]]:
+    """Embed ``scans`` (``scan_uid``, ``label``) with every encoder of every stage and score the
+    labels' clustering in the raw space and the t-SNE plane.
+
+    Args:
+        encoders: stage -> encoder name -> spec (see :func:`finetuned_encoders`).
+
+    Returns:
+        stage -> encoder name -> :class:`EmbeddingAnalysis` (``coords["tsne"]`` kept for plots).
+    """
+    uids, labels = scans["scan_uid"].tolist(), scans["label"].to_numpy()
+    out = {}
+    for stage, specs in encoders.items():
+        features = {name: (pooled_features(spec, cache_dir, uids, preprocess, batch_size, device), labels)
+                    for name, spec in specs.items()}
+        out[stage] = analyse_encoders(features, methods=("tsne",))
+    return out
 
 
 def stage_table(analyses: dict[str, dict[str, EmbeddingAnalysis]], spaces=("raw", "tsne")) -> pd.DataFrame:

@@ -93,3 +93,31 @@ def plot_embedding_grid(
             plot_embedding(coords, values, hue_name, title, axes[row, col], method, legend=row == 0)
     fig.suptitle(f"{AXIS_NAMES.get(method, method)} embeddings of encoder features")
     return fig
+
+
+def plot_stage_embeddings(analyses: dict[str, dict], labels: Sequence, hue_name: str = "diagnosis") -> Figure:
+    """t-SNE of one test set, a row per stage (pretrained / fine-tuned), a column per encoder
+    (the paper's Figure 4).
+
+    Args:
+        analyses: stage -> encoder -> :class:`~neurossl.analysis.embeddings.EmbeddingAnalysis`
+            holding ``coords["tsne"]`` ``(N, 2)``.
+        labels: ``(N,)`` class labels of the scans, in the analyses' row order.
+    """
+    stages = [s for s, by_encoder in analyses.items() if by_encoder]
+    if not stages:
+        raise ValueError("plot_stage_embeddings received no analyses")
+    encoders = list(dict.fromkeys(name for s in stages for name in analyses[s]))
+    fig = Figure(figsize=(3.6 * len(encoders) + 1.5, 3.4 * len(stages)), layout="constrained")
+    axes = fig.subplots(len(stages), len(encoders), squeeze=False)
+    for row, stage in enumerate(stages):
+        for col, name in enumerate(encoders):
+            ax = axes[row, col]
+            if name not in analyses[stage]:
+                ax.set_axis_off()
+                ax.set_title(f"{stage}: {name} (none)")
+                continue
+            plot_embedding(analyses[stage][name].coords["tsne"], labels, hue_name, f"{stage}: {name}", ax,
+                           method="tsne", legend=(row, col) == (0, len(encoders) - 1))
+    fig.suptitle("t-SNE of the test set, pretrained and fine-tuned encoders")
+    return fig
