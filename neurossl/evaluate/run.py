@@ -62,10 +62,14 @@ class Evaluator:
         cfg: the resolved config (``evaluate``, ``preprocess``, ``augment`` sections are read).
         cache_dir: the preprocessing cache of the labelled datasets.
         splits_dir: split folder holding the tasks' downstream files (audited on every read).
+        usable: scan_uids a coverage report found cached; split rows outside it are left out
+            (None: every listed scan must be cached).
     """
 
-    def __init__(self, cfg: Config, cache_dir: str | Path, splits_dir: str | Path):
+    def __init__(self, cfg: Config, cache_dir: str | Path, splits_dir: str | Path,
+                 usable: set[str] | None = None):
         self.cfg, self.cache_dir, self.splits_dir = cfg, Path(cache_dir), Path(splits_dir)
+        self.usable = usable
         index = read_index(cache_dir)
         self.labels = index.set_index("scan_uid")["label"]
         self.device = resolve_device(cfg.train.device)
@@ -164,7 +168,7 @@ class Evaluator:
             folds = folds[: self.cfg.evaluate.max_folds]
         out = EvalOutput()
         for fold in folds:
-            parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+            parts = fold_partitions(task, self.splits_dir, fold, self.labels, self.usable)
             for seed in self.cfg.evaluate.seeds:
                 desc = f"{spec.name} {task.name} {mode} fold {fold} seed {seed}"
                 proba = self.fit_predict(spec, task, mode, parts, seed, desc)
@@ -176,7 +180,7 @@ class Evaluator:
         with ``seed``); SSL encoders are probed frozen, ResNet50-3D trains from scratch."""
         task = get_task(task_name)
         fold = task_folds(task, self.splits_dir)[0]
-        parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+        parts = fold_partitions(task, self.splits_dir, fold, self.labels, self.usable)
         parts["train"] = sample_per_class(parts["train"], shots, seed)
         desc = f"{spec.name} {task.name} {shots}-shot seed {seed}"
         proba = self.fit_predict(spec, task, "frozen", parts, seed, desc)
