@@ -74,12 +74,11 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def cmd_splits_make(args: argparse.Namespace) -> int:
     """Write the paper's subject-level split protocol for the demo datasets."""
-    import pandas as pd
-
+    from neurossl.data.scans_table import read_scans_table
     from neurossl.data.splits import make_splits
 
     cfg = _config(args)
-    scans = pd.read_csv(args.scans, sep="\t", dtype={"label": str}, keep_default_na=False)
+    scans = read_scans_table(args.scans)
     files = make_splits(scans, args.out, cfg.splits)
     print(f"{len(files)} split files written to {args.out}")
     return 0

@@ -47,7 +47,12 @@ def add_scans_commands(sub: argparse._SubParsersAction) -> None:
                         "(?P<subject_id>...), optional session / modality (default: ADNI's "
                         "..._002_S_0295_..._I118671.nii)")
     q.add_argument("--dataset", required=True, help="dataset name, the split files' prefix (adni)")
-    q.add_argument("--modality", default="T1w", help="modality when the pattern has no group for it")
+    q.add_argument("--modality", default="T1w",
+                   help="modality of every file when neither a modality group nor --contrast is given")
+    q.add_argument("--contrast", action="append", default=[], metavar="KEYWORD=MODALITY",
+                   help="modality from a keyword of the file name, first match wins, repeatable: "
+                        "--contrast FLAIR=FLAIR --contrast T2=T2w --contrast MPRAGE=T1w; "
+                        "files matching none are reported")
     _add_label_options(q)
     q.set_defaults(func=cmd_pattern)
     q = scans.add_parser("coverage", help="per split file: scans named / on disk / kept / cached")
@@ -115,10 +120,12 @@ def cmd_bids(args: argparse.Namespace) -> int:
 
 
 def cmd_pattern(args: argparse.Namespace) -> int:
+    from neurossl.data.scans_labels import parse_pairs
     from neurossl.data.scans_pattern import ADNI_PATTERN, scans_from_pattern
 
-    pattern = args.pattern or ADNI_PATTERN
-    return _finish(scans_from_pattern(args.root, pattern, args.dataset, args.modality), args)
+    contrasts = parse_pairs(args.contrast, "--contrast")
+    result = scans_from_pattern(args.root, args.pattern or ADNI_PATTERN, args.dataset, args.modality, contrasts)
+    return _finish(result, args)
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:

@@ -109,6 +109,16 @@ def test_pattern_builder_reports_files_it_cannot_read_ids_from(tmp_path):
     assert reasons["y/ADNI_002_S_0001_MR_T1_I11.nii.gz"].startswith("duplicate scan_uid I11; kept x/")
 
 
+def test_contrast_keywords_give_the_modality_first_match_first(tmp_path):
+    for name in ("MPRAGE", "Axial_T2_FLAIR", "Axial_T2_FSE", "Localizer"):
+        _touch(tmp_path / f"ADNI_002_S_0001_MR_{name}_I{len(name)}.nii")
+    contrasts = (("FLAIR", "FLAIR"), ("T2", "T2w"), ("mprage", "T1w"))
+    result = scans_from_pattern(tmp_path, ADNI_PATTERN, "adni", contrasts=contrasts)
+    assert result.table.set_index("scan_uid")["modality"].to_dict() == {"I6": "T1w", "I14": "FLAIR", "I12": "T2w"}
+    assert [(r["item"], r["reason"]) for r in result.unmatched] == [
+        ("ADNI_002_S_0001_MR_Localizer_I9.nii", "no --contrast keyword in the file name")]
+
+
 def _labels(tmp_path, rows, **spec) -> LabelSpec:
     path = tmp_path / "ADNIMERGE.csv"
     pd.DataFrame(rows).to_csv(path, index=False)

@@ -4,8 +4,13 @@ For downloads that are not BIDS, such as ADNI's from LONI IDA, whose files look 
 ``ADNI/002_S_0295/MPRAGE/2006-04-18_08_20_30.0/S13408/ADNI_002_S_0295_MR_MPRAGE_br_raw_..._I118671.nii``.
 The pattern is searched in the path relative to the root (so folder names can be used) and
 names its parts with groups: ``scan_uid`` and ``subject_id`` are required; ``session`` and
-``modality`` are optional (else blank / the ``modality`` argument). :data:`ADNI_PATTERN` is the
-one for ADNI / NACC-SCAN / PPMI image IDs.
+``modality`` are optional. :data:`ADNI_PATTERN` is the one for ADNI / NACC-SCAN / PPMI image IDs.
+
+The modality comes from the ``modality`` group, else from ``contrasts``: ``(keyword, modality)``
+pairs tried in order, the first keyword found in the file name (case-insensitive) wins, as the
+official release cleans SCAN's contrasts (``FLAIR`` before ``T2``, since ``T2_FLAIR`` holds
+both); a file that matches none is reported, not guessed. Without either, every file gets the
+``modality`` argument.
 """
 
 from __future__ import annotations
@@ -36,11 +41,19 @@ def compile_pattern(pattern: str) -> re.Pattern:
     return regex
 
 
-def scans_from_pattern(root: str | Path, pattern: str, dataset: str, modality: str = "T1w") -> BuildResult:
+def modality_of(name: str, contrasts: tuple[tuple[str, str], ...]) -> str | None:
+    """The modality of the first ``(keyword, modality)`` whose keyword is in ``name``, or None."""
+    lowered = name.lower()
+    return next((modality for keyword, modality in contrasts if keyword.lower() in lowered), None)
+
+
+def scans_from_pattern(root: str | Path, pattern: str, dataset: str, modality: str = "T1w",
+                       contrasts: tuple[tuple[str, str], ...] = ()) -> BuildResult:
     """One row per NIfTI under ``root`` whose relative path matches ``pattern``.
 
-    Files that do not match are noted as unmatched (never dropped silently); a scan_uid found
-    twice keeps its first path and notes the others.
+    Files that do not match (or, with ``contrasts``, whose name holds no keyword) are noted as
+    unmatched, never dropped silently; a scan_uid found twice keeps its first path and notes the
+    others.
     """
     root = Path(root)
     regex = compile_pattern(pattern)
@@ -51,11 +64,14 @@ def scans_from_pattern(root: str | Path, pattern: str, dataset: str, modality: s
             result.note(SOURCE, path, "path does not match --pattern")
             continue
         groups = match.groupdict()
+        kind = groups.get("modality") or (modality_of(Path(path).name, contrasts) if contrasts else modality)
+        if kind is None:
+            result.note(SOURCE, path, "no --contrast keyword in the file name")
+            continue
         rows.append({
             "scan_uid": groups["scan_uid"], "subject_id": groups["subject_id"],
-            "session": groups.get("session") or "", "dataset": dataset,
-            "modality": groups.get("modality") or modality, "label": "", "age": "", "path": path,
-            "mask_path": mask_beside(root, path),
+            "session": groups.get("session") or "", "dataset": dataset, "modality": kind,
+            "label": "", "age": "", "path": path, "mask_path": mask_beside(root, path),
         })
     if not rows:
         raise ValueError(f"{root}: no NIfTI file's path matches --pattern '{pattern}' "
