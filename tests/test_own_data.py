@@ -98,7 +98,7 @@ def test_bids_tree_to_one_evaluation(smoke_data, smoke_runs, tmp_path, capsys):
     assert set(scans["subject_id"]) == set(data.subjects.values()) and set(scans["session"]) == {"01"}
     reasons = pd.read_csv(data.root / "scans_unmatched.tsv", sep="\t")["reason"].tolist()
     assert sorted(reasons) == ["datatype folder 'fmap' is not anat",
-                               "suffix 'angio' is not a modality of the contract (T1w, T2w, FLAIR, PDw, T2starw, CT)"]
+                               "suffix 'angio' is not a modality of the contract (T1w, T2w, FLAIR, PDw, T2starw, T1c, ADC, DWI, CT)"]
 
     curate_and_cache(data.root, tmp_path)
     out = tmp_path / "eval"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from neurossl.cli import main
-from neurossl.data.scans_bids import bids_scan_uid, parse_bids_name
+from neurossl.data.scans_bids import bids_scan_uid, parse_bids_name, scans_from_bids
 from neurossl.data.scans_build import BuildResult
 from neurossl.data.scans_labels import LabelSpec, join_labels
 from neurossl.data.scans_pattern import ADNI_PATTERN, compile_pattern, scans_from_pattern
@@ -83,6 +83,26 @@ def test_bids_names_give_the_release_scan_uid():
     assert bids_scan_uid("sub-OAS30001_ses-d0129_run-01_T1w.nii.gz") == "OAS30001_d0129_run-01_T1w"
     with pytest.raises(ValueError, match="starts with sub-"):
         parse_bids_name("ses-01_T1w.nii.gz")
+
+
+def test_bids_builder_reads_participants_and_scans_files(tmp_path):
+    anat = tmp_path / "sub-OAS30001" / "ses-d0129" / "anat"
+    for name in ("sub-OAS30001_ses-d0129_T1w.nii.gz", "sub-OAS30001_ses-d0129_T2star.nii.gz"):
+        _touch(anat / name)
+    (tmp_path / "participants.tsv").write_text("participant_id\tage\tsex\tdx\nsub-OAS30001\t70\tfemale\tCN\n"
+                                               "sub-OAS39999\t71\tM\tCN\n")
+    (anat.parent / "sub-OAS30001_ses-d0129_scans.tsv").write_text(
+        "filename\tage\tdx\nanat/sub-OAS30001_ses-d0129_T2star.nii.gz\t72.5\tAD\n")
+    result = scans_from_bids(tmp_path, "oasis3", "dx", {"CN": "NC", "AD": "AD"})
+    rows = result.table.set_index("scan_uid")
+    assert rows.loc["OAS30001_d0129_T1w", ["subject_id", "session", "modality", "age", "sex", "label"]].tolist() == [
+        "OAS30001", "d0129", "T1w", "70", "F", "NC"]
+    assert rows.loc["OAS30001_d0129_T2star", ["modality", "age", "label"]].tolist() == ["T2starw", "72.5", "AD"]
+    assert result.unmatched == [{"source": "bids", "item": "participants.tsv sub-OAS39999",
+                                 "reason": "participant without an anatomical image"}]
+    with pytest.raises(ValueError, match=r"participants.tsv, column 'dx': 2 label value\(s\) without a --map "
+                                         r"entry \(line 2 'CN', line 3 'CN'\)"):
+        scans_from_bids(tmp_path, "oasis3", "dx", {"AD": "AD"})
 
 
 def test_adni_pattern_reads_subject_and_image_id():

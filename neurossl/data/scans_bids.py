@@ -2,7 +2,7 @@
 
 A scan is an image ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>][_<key>-<value>...]
 _<suffix>.nii[.gz]`` whose suffix is a modality of the contract (T1w, T2w, FLAIR, PDw,
-T2starw). Its IDs:
+T2starw; OASIS-3's ``T2star`` counts as T2starw). Its IDs:
 
 - ``subject_id`` / ``session``: the ``sub`` / ``ses`` values without their keys;
 - ``scan_uid``: the file name's stem without the ``sub-`` / ``ses-`` keys, which is how the paper's
@@ -30,6 +30,8 @@ ENTITY = re.compile(r"^(?P<key>[a-zA-Z0-9]+)-(?P<value>[a-zA-Z0-9]+)$")
 SCAN_DATATYPE = "anat"
 SOURCE = "bids"
 SEX_CODES = {"m": "M", "male": "M", "f": "F", "female": "F"}
+# Suffixes some BIDS conversions write for a contract modality (OASIS-3's T2*-weighted scans)
+SUFFIX_ALIASES = {"T2star": "T2starw"}
 
 
 def parse_bids_name(name: str) -> tuple[dict[str, str], str]:
@@ -107,6 +109,7 @@ def _scan_row(path: str, root: Path, dataset: str, people: pd.DataFrame, per_sca
     if parts.parent.name != SCAN_DATATYPE:
         raise ValueError(f"datatype folder '{parts.parent.name}' is not {SCAN_DATATYPE}")
     entities, suffix = parse_bids_name(parts.name)
+    suffix = SUFFIX_ALIASES.get(suffix, suffix)
     if suffix not in MODALITIES:
         raise ValueError(f"suffix '{suffix}' is not a modality of the contract ({', '.join(MODALITIES)})")
     subject = entities["sub"]
