@@ -64,11 +64,12 @@ def check_subjects(splits: pd.DataFrame, scans: pd.DataFrame) -> None:
         SplitError: naming the scan_uid, the subject IDs and the files.
     """
     problems = []
-    owners = splits.groupby("scan_uid")
-    for uid, rows in owners:
-        if rows["subject_id"].nunique() > 1:
-            places = ", ".join(f"{s} in {f}" for s, f in rows[["subject_id", "file"]].drop_duplicates().itertuples(index=False))
-            problems.append(f"scan_uid {uid} is listed under two subject IDs: {places}")
+    owners = splits.groupby("scan_uid")["subject_id"].nunique()
+    shared = splits[splits["scan_uid"].isin(owners[owners > 1].index)]
+    for uid, rows in shared.groupby("scan_uid"):
+        places = rows[["subject_id", "file"]].drop_duplicates().itertuples(index=False)
+        problems.append(f"scan_uid {uid} is listed under two subject IDs: "
+                        + ", ".join(f"{s} in {f}" for s, f in places))
     table_subject = scans.set_index("scan_uid")["subject_id"]
     named = splits.drop_duplicates(["scan_uid", "subject_id", "file"])
     theirs = named["scan_uid"].map(table_subject)
