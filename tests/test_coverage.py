@@ -62,6 +62,8 @@ def test_refusal_names_the_files_below_the_bar_and_why(tmp_path):
     for why in ("1 not_in_table (e.g. I1)", "1 missing_file (e.g. I2)", "1 file_too_small (e.g. I3)",
                 "1 preprocessing failed: constant_image (e.g. I4)"):
         assert why in message
+    stages = ["not_in_table", "missing_file", "file_too_small", "preprocessing failed"]
+    assert [message.index(s) for s in stages] == sorted(message.index(s) for s in stages)  # pipeline order
     assert "nc_vs_ad_test" not in message
 
 

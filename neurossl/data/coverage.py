@@ -122,7 +122,7 @@ def _counts(stages: pd.DataFrame) -> pd.DataFrame:
         kept=(rank >= STAGES.index("not_cached")).astype(int),
         cached=(rank == STAGES.index("cached")).astype(int),
     ).groupby("file", sort=True)[list(COUNTS)].sum().reset_index()
-    table["coverage"] = (table["cached"] / table["named"]).round(4)
+    table["coverage"] = table["cached"] / table["named"]
     return table
 
 
@@ -148,8 +148,9 @@ def coverage_report(splits: pd.DataFrame, scans: pd.DataFrame, root: str | Path,
 def _why(stages: pd.DataFrame) -> str:
     """``3 not_in_table (e.g. I1), 1 rejected: file_too_small`` for one file's unusable scans."""
     lost = stages[stages["stage"] != "cached"]
+    lost = lost.assign(order=lost["stage"].map(STAGES.index)).sort_values(["order", "reason", "scan_uid"])
     parts = []
-    for (stage, reason), rows in lost.groupby(["stage", "reason"], sort=True):
+    for (_, stage, reason), rows in lost.groupby(["order", "stage", "reason"], sort=False):
         label = reason if stage in ("rejected", "not_cached") else stage
         parts.append(f"{len(rows)} {label} (e.g. {', '.join(rows['scan_uid'].head(3))})")
     return "; ".join(parts)
@@ -194,7 +195,7 @@ def write_coverage(coverage: Coverage, out_dir: str | Path) -> tuple[Path, Path]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report, missing = out_dir / REPORT_FILE, out_dir / MISSING_FILE
-    _atomic_csv(coverage.table, report)
+    _atomic_csv(coverage.table.round({"coverage": 4}), report)
     lost = coverage.scans[coverage.scans["stage"] != "cached"]
     _atomic_csv(lost[["file", "subject_id", "scan_uid", "path", "stage", "reason"]], missing)
     return report, missing
