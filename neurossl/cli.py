@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from neurossl import __version__
+from neurossl.scans_commands import add_coverage_options, add_scans_commands, guard_coverage
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +66,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from neurossl.data.catalog import scan_entries
 
     cfg = _config(args)
-    entries = scan_entries(args.root, args.curation)
+    entries = scan_entries(args.root, args.curation, args.scans)
     index = build_cache(entries, args.root, args.cache, cfg.preprocess, progress=not args.quiet)
     print(f"cache {args.cache}: {len(index)} volumes ready")
     return 0
@@ -73,12 +74,11 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def cmd_splits_make(args: argparse.Namespace) -> int:
     """Write the paper's subject-level split protocol for the demo datasets."""
-    import pandas as pd
-
+    from neurossl.data.scans_table import read_scans_table
     from neurossl.data.splits import make_splits
 
     cfg = _config(args)
-    scans = pd.read_csv(args.scans, sep="\t", dtype={"label": str}, keep_default_na=False)
+    scans = read_scans_table(args.scans)
     files = make_splits(scans, args.out, cfg.splits)
     print(f"{len(files)} split files written to {args.out}")
     return 0
@@ -97,9 +97,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     """Pretrain one objective on the cached pretraining split; export the encoder."""
     cfg = _config(args)
     cfg.objective.name = args.objective
+    from neurossl.data.coverage import pretrain_files
     from neurossl.train.pretrain import pretrain
 
     run_dir = args.run_dir or Path("runs") / cfg.profile / "pretrain" / args.objective
+    guard_coverage(args, args.splits, args.cache, lambda s: pretrain_files(s, cfg.train.datasets), run_dir)
     path = pretrain(cfg, args.cache, args.splits, run_dir, resume=args.resume)
     print(f"encoder: {path}")
     return 0
@@ -108,10 +110,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Probe / fine-tune encoders (and baselines) on downstream tasks; append tidy results."""
     cfg = _config(args)
+    from neurossl.data.coverage import task_files
     from neurossl.evaluate.runner import evaluate_all
+    from neurossl.evaluate.tasks import get_task
 
+    tasks = [get_task(name) for name in args.task or cfg.evaluate.tasks]
+    keys = [(task.dataset, task.split_task) for task in tasks]
+    coverage = guard_coverage(args, args.splits, args.cache, lambda s: task_files(s, keys), args.out)
     written = evaluate_all(cfg, args.encoder, args.baseline, args.task, args.mode, args.cache,
-                           args.splits, args.out, fewshot=args.fewshot)
+                           args.splits, args.out, fewshot=args.fewshot,
+                           usable=coverage.usable if coverage is not None else None)
     print(f"results appended to {written[0]}; predictions to {written[1]}")
     return 0
 
@@ -181,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path, help="data folder (with scans.tsv for the demo cohort)")
     p.add_argument("--curation", type=Path, help="curation report: only kept files are cached")
     p.add_argument("--cache", type=Path, required=True, help="cache folder")
+    p.add_argument("--scans", type=Path, help="scans table (default: ROOT/scans.tsv when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(p)
     p.set_defaults(func=cmd_preprocess)
@@ -203,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=Path, required=True, help="split folder (pretrain partitions)")
     p.add_argument("--run-dir", type=Path, help="default: runs/<profile>/pretrain/<objective>")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    add_coverage_options(p)
     _add_config_options(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -222,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=Path, required=True, help="split folder (downstream files)")
     p.add_argument("--out", type=Path, required=True,
                    help="folder whose results.csv / predictions.csv are appended to")
+    add_coverage_options(p)
     _add_config_options(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -249,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="run folder (cohort/, curation.csv, cache/)")
     p.add_argument("--splits", type=Path, help="split folder to audit")
     p.set_defaults(func=cmd_summary)
+
+    add_scans_commands(sub)
     return parser
 
 

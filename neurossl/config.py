@@ -52,6 +52,42 @@ class CohortConfig:
 
 
 @dataclass
+class RuleSetConfig:
+    """Dataset-specific curation of the official release (its ``data_generation.md``), applied on
+    top of the common filters; each rule rejects with its own reason (neurossl.data.curation_rules)."""
+
+    min_file_bytes: int = 0  # file must be larger; 0 = the common filter only
+    exclude_folders: tuple[str, ...] = ()  # a folder of the path with one of these names
+    exclude_name_patterns: tuple[str, ...] = ()  # case-insensitive substrings of the file name
+    # case-insensitive substrings of the JSON sidecar's SeriesDescription (else the file name)
+    exclude_contrasts: tuple[str, ...] = ()
+    max_mean: float = 0.0  # mean voxel intensity above this is excluded; 0 = off
+    min_std: float = 0.0  # voxel intensity std below this is excluded; 0 = off
+
+
+OFFICIAL_MIN_BYTES = 2_500_000  # OASIS-3, SCAN, ADNI, PPMI: files of 2.5 MB or less are skipped
+# OASIS-3's excluded contrasts (SeriesDescription keywords) and TOF angiography
+OASIS3_CONTRASTS = ("mIP", "bold", "SWI", "DTI", "ASL", "dwi", "field_mapping", "epd2d", "MDDW",
+                    "rsfmri", "Mag_", "Pha_", "TOF")
+
+
+@dataclass
+class OfficialRuleSets:
+    """The named rule sets; select one with ``curation.rule_set``, change one with
+    ``--set curation.rule_sets.scan.max_mean=3000``."""
+
+    oasis3: RuleSetConfig = field(default_factory=lambda: RuleSetConfig(
+        OFFICIAL_MIN_BYTES, exclude_folders=("fmap", "func", "swi", "dwi"),
+        exclude_contrasts=OASIS3_CONTRASTS))
+    scan: RuleSetConfig = field(default_factory=lambda: RuleSetConfig(
+        OFFICIAL_MIN_BYTES, exclude_name_patterns=("_ME_", "_3TE_"), max_mean=2000.0, min_std=10.0))
+    adni: RuleSetConfig = field(default_factory=lambda: RuleSetConfig(
+        OFFICIAL_MIN_BYTES, exclude_name_patterns=("Spatially_Normalized",)))
+    ppmi: RuleSetConfig = field(default_factory=lambda: RuleSetConfig(
+        OFFICIAL_MIN_BYTES, exclude_name_patterns=("Spatially_Normalized", "T2_in_T1-anatomical_space")))
+
+
+@dataclass
 class CurationConfig:
     """Official curation filters (design section 3); each threshold configurable."""
 
@@ -62,6 +98,8 @@ class CurationConfig:
     max_voxels: int = 1024**3  # absurd header dimensions beyond this are rejected
     patterns: tuple[str, ...] = ("*.nii.gz", "*.nii")
     exclude_suffixes: tuple[str, ...] = ("_mask.nii.gz", "_mask.nii")
+    rule_set: str = ""  # "" (common filters only) or a field of OfficialRuleSets: oasis3, scan, ...
+    rule_sets: OfficialRuleSets = field(default_factory=OfficialRuleSets)
 
 
 @dataclass

@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from neurossl.config import CurationConfig
-from neurossl.data import io
+from neurossl.data import curation_rules, io
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +155,13 @@ def file_size(path: Path) -> int:
 
 
 def check_file_size(path: Path, size: int, cfg: CurationConfig) -> None:
-    """The official size filter: the file must be larger than ``min_file_bytes``."""
+    """The official size filter: the file must be larger than ``min_file_bytes`` (or the rule
+    set's minimum when that is larger)."""
     if size == 0:
         raise io.VolumeError(path, io.EMPTY, "file is empty (0 bytes)")
-    if size <= cfg.min_file_bytes:
-        raise io.VolumeError(path, FILE_TOO_SMALL, f"{size} bytes <= {cfg.min_file_bytes} bytes")
+    limit = curation_rules.min_file_bytes(cfg)
+    if size <= limit:
+        raise io.VolumeError(path, FILE_TOO_SMALL, f"{size} bytes <= {limit} bytes")
 
 
 def check_geometry(
@@ -198,9 +200,11 @@ def check_geometry(
         )
 
 
-def _evaluate_scan(path: Path, cfg: CurationConfig, row: dict) -> None:
+def _evaluate_scan(path: Path, root: Path, cfg: CurationConfig, row: dict) -> None:
     """Run the filters cheap-first, filling ``row`` as facts become known; raise on rejection."""
+    rules = curation_rules.active_rules(cfg)
     row["size_bytes"] = file_size(path)
+    curation_rules.check_path(path, root, rules)
     check_file_size(path, row["size_bytes"], cfg)
     img = io.open_nifti(path)
     io.check_header(img, path, cfg.max_voxels)
@@ -211,7 +215,9 @@ def _evaluate_scan(path: Path, cfg: CurationConfig, row: dict) -> None:
         spacing=_format_spacing(spacing),
     )
     check_geometry(path, shape, spacing, cfg)
-    io.check_voxels(io.read_voxels(img, path), path)
+    data = io.read_voxels(img, path)
+    io.check_voxels(data, path)
+    curation_rules.check_intensity(path, data, rules)
     row["status"] = KEPT
 
 
@@ -220,7 +226,7 @@ def curate_file(path: Path, root: Path, cfg: CurationConfig) -> dict:
     row = _new_row(path, root)
     row["mask_path"] = _mask_beside(path, root)
     try:
-        _evaluate_scan(path, cfg, row)
+        _evaluate_scan(path, root, cfg, row)
     except io.VolumeError as err:
         row.update(reason=err.code, detail=err.detail)
     except Exception as err:  # one hostile file must not end a long run; the row keeps the text
@@ -286,6 +292,7 @@ def curate_directory(
         NotADirectoryError: ``root`` is a file.
     """
     cfg = cfg or CurationConfig()
+    curation_rules.active_rules(cfg)  # an unknown rule set fails before the walk
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"curation root does not exist: {root}")
@@ -304,6 +311,7 @@ def curate_directory(
     report["size_bytes"] = report["size_bytes"].astype("Int64")
     report.attrs.update(
         root=str(root),
+        rule_set=cfg.rule_set,
         mask_files=len(found.masks),
         ignored_files=len(found.ignored),
         unlisted_folders=list(found.unlisted),
@@ -320,6 +328,8 @@ def summarize_report(report: pd.DataFrame) -> str:
     rejected = report.loc[report["status"] != KEPT, "reason"]
     where = f" under {report.attrs['root']}" if "root" in report.attrs else ""
     lines = [f"curation{where}: {len(report)} scan files, {kept} kept, {len(rejected)} rejected"]
+    if report.attrs.get("rule_set"):
+        lines.append(f"dataset rule set: {report.attrs['rule_set']}")
     counts = rejected.value_counts()
     for reason in sorted(counts.index, key=lambda r: (-counts[r], r)):
         lines.append(f"  {reason:<24}{counts[reason]:>6}")

@@ -65,13 +65,16 @@ class Evaluator:
         cfg: the resolved config (``evaluate``, ``preprocess``, ``augment`` sections are read).
         cache_dir: the preprocessing cache of the labelled datasets.
         splits_dir: split folder holding the tasks' downstream files (audited on every read).
+        usable: scan_uids a coverage report found cached; split rows outside it are left out
+            (None: every listed scan must be cached).
         export_dir: where fine-tuned encoders of ``evaluate.export_finetuned`` tasks are saved
             (first fold and seed), or None.
     """
 
     def __init__(self, cfg: Config, cache_dir: str | Path, splits_dir: str | Path,
-                 export_dir: str | Path | None = None):
+                 usable: set[str] | None = None, export_dir: str | Path | None = None):
         self.cfg, self.cache_dir, self.splits_dir = cfg, Path(cache_dir), Path(splits_dir)
+        self.usable = usable
         self.export_dir = None if export_dir is None else Path(export_dir)
         self.last_model: torch.nn.Module | None = None
         index = read_index(cache_dir)
@@ -179,7 +182,7 @@ class Evaluator:
     # ----------------------------------------------------------------- public
     def partitions(self, task: Task, fold: int | None, contrast: str | None) -> dict[str, pd.DataFrame]:
         """The fold's ``train / val / test`` frames, restricted to one contrast when given."""
-        parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+        parts = fold_partitions(task, self.splits_dir, fold, self.labels, self.usable)
         if contrast is None:
             return parts
         parts = {p: f[f["scan_uid"].map(self.modality) == contrast].reset_index(drop=True)
@@ -235,7 +238,7 @@ class Evaluator:
         ResNet50-3D trains from scratch for ``fewshot_resnet_epochs``."""
         task = get_task(task_name)
         fold = task_folds(task, self.splits_dir)[0]
-        parts = fold_partitions(task, self.splits_dir, fold, self.labels)
+        parts = fold_partitions(task, self.splits_dir, fold, self.labels, self.usable)
         parts["train"] = sample_per_class(parts["train"], shots, seed)
         parts["test"] = sample_test(parts["test"], self.cfg.evaluate.fewshot_test_size)
         desc = f"{spec.name} {task.name} {shots}-shot seed {seed}"

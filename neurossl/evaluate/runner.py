@@ -62,14 +62,17 @@ def save(out: EvalOutput, out_dir: Path, stem: str) -> None:
 
 def evaluate_all(cfg: Config, encoders: list[str | Path], baselines: list[str], tasks: list[str],
                  mode: str, cache_dir: str | Path, splits_dir: str | Path, out_dir: str | Path,
-                 fewshot: bool = False) -> tuple[Path, Path]:
-    """Run the evaluations; returns ``(results.csv, predictions folder)``."""
+                 fewshot: bool = False, usable: set[str] | None = None) -> tuple[Path, Path]:
+    """Run the evaluations; returns ``(results.csv, predictions folder)``.
+
+    ``usable``: the scans a coverage report found cached; other split rows are left out.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = [resolve_encoder(e) for e in encoders]
     modes = ["frozen", "finetune"] if mode == "both" else [mode]
     tasks = tasks or list(cfg.evaluate.tasks)
-    evaluator = Evaluator(cfg, cache_dir, splits_dir, export_dir=out_dir / "finetuned")
+    evaluator = Evaluator(cfg, cache_dir, splits_dir, usable, export_dir=out_dir / "finetuned")
     todo = jobs(specs, baselines, modes, tasks, cfg.evaluate.resnet_tasks)
     for spec, m, task in tqdm(todo, desc="evaluate", unit="run"):
         save(evaluator.run(spec, task, m), out_dir, f"{spec.name}__{task}__{m}")
