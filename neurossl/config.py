@@ -72,8 +72,15 @@ class PreprocessConfig:
     depth: int = 160  # number of slices after depth interpolation (paper code 160; text 64)
     margin: int = 6  # voxels kept around the brain bounding box
     clip_percentiles: tuple[float, float] = (1.0, 99.0)
-    isotropy_ratio: float = 1.4  # max/min spacing below this counts as near-isotropic
+    isotropy_ratio: float = 1.4  # max/min extent below this counts as near-isotropic
+    # which extent `isotropy_ratio` compares (neurossl.data.preprocess.slice_axis): spacing = the
+    # voxel spacing, near-isotropic volumes at eval on `eval_axis` | official = the cropped
+    # array's voxel counts, the axis with the fewest voxels at eval
+    axis_rule: str = "spacing"
     eval_axis: str = "axial"  # fixed slice axis for near-isotropic volumes at eval
+    # the square in-plane crop at eval: centre | random (official; drawn per (seed, index), so
+    # an evaluation is still reproducible)
+    eval_crop: str = "centre"
     mask: str = "auto"  # auto | given | deepbet | threshold
     ct_windows: tuple[tuple[float, float], ...] = ((40.0, 80.0), (75.0, 215.0), (600.0, 2800.0))
     cache_dtype: str = "float16"
@@ -417,6 +424,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "objective.dino_centering": ("center", "sinkhorn"),
     "train.device": ("auto", "cpu", "cuda"),
     "preprocess.mask": ("auto", "given", "deepbet", "threshold"),
+    "preprocess.axis_rule": ("spacing", "official"),
+    "preprocess.eval_crop": ("centre", "random"),
     "evaluate.head": ("attentive", "linear"),
 }
 

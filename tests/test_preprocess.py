@@ -147,6 +147,47 @@ def test_isotropic_slice_axis_fixed_at_eval_random_in_training():
         slice_axis(None, replace(SMALL, eval_axis="oblique"), rng=None)
 
 
+def test_official_axis_rule_decides_from_the_cropped_shape():
+    # official src/datasets/mri_dataset.py: "temporal_axis = np.argsort(dims)[0]"
+    # official src/datasets/mri_dataset.py:
+    #   "if self.training and np.max(dims) / np.min(dims) < threshold_isotropy:"
+    cfg = replace(SMALL, axis_rule="official")
+    thin = (40, 20, 40)  # ratio 2 in voxel counts; isotropic spacing gives the spacing rule None
+    assert slice_axis(None, cfg, None, thin) == 1 and slice_axis(2, cfg, None, thin) == 1
+    assert slice_axis(None, SMALL, None, thin) == SLICE_AXES["axial"]
+    assert {slice_axis(None, cfg, np.random.default_rng(s), thin) for s in range(10)} == {1}
+    near = (30, 28, 32)
+    assert {slice_axis(None, cfg, np.random.default_rng(s), near) for s in range(30)} == {0, 1, 2}
+    assert slice_axis(None, cfg, None, near) == 1  # eval: the fewest voxels, near-isotropic too
+    # ties as the official (S, R, A)-ordered array sorts them: S, then R, then A
+    assert slice_axis(None, cfg, None, (30, 30, 30)) == 2
+    assert slice_axis(None, cfg, None, (28, 30, 29)) == 0
+    data = np.random.default_rng(0).normal(size=(20, 24, 28)).astype(np.float32)
+    image = item_stage(data, 2, "T1w", replace(cfg, crop_size=24, depth=20))
+    expected = data[:, :, 2:26]  # depth = R (fewest voxels), centred 24 x 24 square of (A, S)
+    assert torch.allclose(image[0], torch.from_numpy(expected), atol=1e-5)
+
+
+def test_random_eval_crop_is_fixed_per_seed_and_index(tmp_path):
+    # official src/datasets/mri_dataset.py (run alike in training and evaluation):
+    #   "start_h = random.randint(0, h - min_dim) if h > w else 0"
+    write_scan(tmp_path, "a", (36, 48, 12), (1.0, 1.0, 3.0))
+    entries = pd.DataFrame({"scan_uid": list("abcd"), "path": ["a.nii.gz"] * 4})
+    cfg = replace(SMALL, eval_crop="random")
+
+    def images(preprocess, seed, epoch=0):
+        dataset = NiftiVolumeDataset(entries, tmp_path, False, preprocess, augment=None, seed=seed)
+        dataset.set_epoch(epoch)
+        return [dataset[i]["image"] for i in range(len(entries))]
+
+    first = images(cfg, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(first, images(cfg, seed=3, epoch=5)))
+    assert any(not torch.equal(first[0], other) for other in first[1:])  # offsets per index
+    assert any(not torch.equal(a, b) for a, b in zip(first, images(cfg, seed=4)))
+    centred = images(SMALL, seed=3)
+    assert all(torch.equal(centred[0], other) for other in centred[1:] + images(SMALL, seed=4))
+
+
 def test_eval_axis_selects_the_volume_permutation():
     data = np.random.default_rng(0).normal(size=(20, 24, 28)).astype(np.float32)
     cfg = PreprocessConfig(crop_size=20, depth=28, eval_axis="axial")

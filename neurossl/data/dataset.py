@@ -14,7 +14,8 @@ An item is ``dict(image=(C, D, H, W) float32, scan_uid, subject_id, label, datas
 ``augment``, its drawn augmentation parameters, and its image is not yet augmented:
 :func:`batch_to_device` applies them to the whole batch on the training device. Randomness
 (slice axis, crop offset, augmentations) comes from a seed derived from ``(seed, epoch, index)``,
-so an item is the same whichever DataLoader worker draws it and however many workers there are.
+so an item is the same whichever DataLoader worker draws it and however many workers there are;
+an evaluation item's random crop offset (``preprocess.eval_crop: random``) from ``(seed, index)``.
 Nothing is opened in ``__init__``: each item opens its memmap itself, so datasets pickle cheaply
 into workers and hold no shared mutable state.
 """
@@ -43,6 +44,12 @@ def item_seeds(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, 
     sequence = np.random.SeedSequence([seed, epoch, index])
     stage, augment = sequence.spawn(2)
     return np.random.default_rng(stage), int(augment.generate_state(1)[0])
+
+
+def eval_crop_rng(seed: int, index: int) -> np.random.Generator:
+    """The square crop's randomness of one evaluation item (``preprocess.eval_crop: random``):
+    fixed per ``(seed, index)`` whatever the epoch, so an evaluation is reproducible."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
 class VolumeItems(Dataset, ABC):
@@ -83,7 +90,9 @@ class VolumeItems(Dataset, ABC):
         """``(X, Y, Z)`` -> (``(C, D, H, W)`` float32, augmentation parameters or None): item
         stage, then in training the augmentation, applied here unless it is left to the device."""
         if not self.train:
-            return item_stage(data, depth_axis, modality, self.preprocess, rng=None), None
+            crop_rng = (eval_crop_rng(self.seed, index)
+                        if self.preprocess.eval_crop == "random" else None)
+            return item_stage(data, depth_axis, modality, self.preprocess, crop_rng=crop_rng), None
         rng, augment_seed = item_seeds(self.seed, self.epoch, index)
         image = item_stage(data, depth_axis, modality, self.preprocess, rng=rng)
         if self.chain is None:

@@ -201,9 +201,10 @@ def normalize_mri(
 def through_plane_axis(spacing: tuple[float, ...], isotropy_ratio: float) -> int | None:
     """The coarsest RAS axis if ``max / min spacing >= isotropy_ratio``, else None.
 
-    The official loader applies the same 1.4 ratio to the cropped array's voxel counts and takes
-    the axis with the fewest voxels; voxel spacing is the physical criterion (a thick-slice scan
-    is anisotropic whatever its field of view), and the two agree on typical thick-slice scans.
+    ``preprocess.axis_rule: spacing`` picks the slice axis from this; ``official`` applies the
+    same ratio to the cropped array's voxel counts instead (:func:`extent_slice_axis`). Spacing is
+    the physical criterion (a thick-slice scan is anisotropic whatever its field of view); the
+    two agree on typical thick-slice scans.
     """
     spacing = np.asarray(spacing, dtype=float)
     if spacing.max() / spacing.min() >= isotropy_ratio:
@@ -246,11 +247,41 @@ def deterministic_stage(
 # ----------------------------------------------------------------------------- per item
 
 
-def slice_axis(
-    depth_axis: int | None, cfg: PreprocessConfig, rng: np.random.Generator | None
+# The official loader holds its array as (S, R, A) and takes `np.argsort(dims)[0]`: on equal
+# voxel counts S wins, then R, then A.
+EXTENT_TIE_ORDER = (2, 0, 1)
+
+
+def extent_slice_axis(
+    shape: tuple[int, ...], isotropy_ratio: float, rng: np.random.Generator | None
 ) -> int:
-    """RAS axis that becomes depth: the through-plane axis if anisotropic; else random
-    (training, ``rng`` given) or ``cfg.eval_axis`` (evaluation, ``rng`` None)."""
+    """The official loader's slice axis, from a cropped ``(X, Y, Z)`` array's voxel counts.
+
+    Training (``rng`` given) with ``max / min count < isotropy_ratio``: a random axis; otherwise,
+    and always at evaluation, the axis with the fewest voxels.
+    """
+    dims = np.asarray(shape[:3])
+    if rng is not None and dims.max() / dims.min() < isotropy_ratio:
+        return int(rng.integers(3))
+    return min(EXTENT_TIE_ORDER, key=lambda axis: dims[axis])
+
+
+def slice_axis(
+    depth_axis: int | None,
+    cfg: PreprocessConfig,
+    rng: np.random.Generator | None,
+    shape: tuple[int, ...] | None = None,
+) -> int:
+    """RAS axis that becomes depth, by ``cfg.axis_rule``.
+
+    ``spacing``: the through-plane axis ``depth_axis`` if anisotropic; else random (training,
+    ``rng`` given) or ``cfg.eval_axis`` (evaluation, ``rng`` None). ``official``: from the
+    cropped array's ``shape`` ``(X, Y, Z)`` (:func:`extent_slice_axis`).
+    """
+    if cfg.axis_rule == "official":
+        if shape is None:
+            raise ValueError("preprocess.axis_rule 'official' decides from the array's shape")
+        return extent_slice_axis(shape, cfg.isotropy_ratio, rng)
     if depth_axis is not None:
         return int(depth_axis)
     if rng is not None:
@@ -297,20 +328,23 @@ def item_stage(
     modality: str,
     cfg: PreprocessConfig,
     rng: np.random.Generator | None = None,
+    crop_rng: np.random.Generator | None = None,
 ) -> torch.Tensor:
     """Turn a deterministic-stage array into a model input.
 
     Args:
         data: ``(X, Y, Z)`` RAS array (float32 or a float16 memmap: only the crop is read).
         depth_axis: through-plane RAS axis or None (near-isotropic).
-        rng: training randomness (slice axis, crop offset); None means evaluation (deterministic).
+        rng: training randomness (slice axis, crop offset); None means evaluation.
+        crop_rng: the square crop's offset at evaluation (``preprocess.eval_crop: random``);
+            None = centred. Unused in training, where ``rng`` draws it.
     Returns:
         ``(C, cfg.depth, cfg.crop_size, cfg.crop_size)`` float32; C = 1 (MRI) or
         ``len(cfg.ct_windows)`` (CT). ``(D, H, W)`` are the slice axis then the other two RAS axes
         in RAS order.
     """
-    dhw = np.moveaxis(data, slice_axis(depth_axis, cfg, rng), 0)
-    rows, cols = square_window(dhw.shape[1], dhw.shape[2], rng)
+    dhw = np.moveaxis(data, slice_axis(depth_axis, cfg, rng, data.shape), 0)
+    rows, cols = square_window(dhw.shape[1], dhw.shape[2], crop_rng if rng is None else rng)
     # copy the crop as stored (reads only it from a memmap), then widen in torch: numpy's
     # float16 -> float32 conversion is several times slower
     block = torch.from_numpy(np.array(dhw[:, rows, cols], copy=True)).float()
