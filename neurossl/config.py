@@ -72,6 +72,10 @@ class PreprocessConfig:
     depth: int = 160  # number of slices after depth interpolation (paper code 160; text 64)
     margin: int = 6  # voxels kept around the brain bounding box
     clip_percentiles: tuple[float, float] = (1.0, 99.0)
+    # brain: clip and z-score with the brain's statistics in the cached stage, 0 outside |
+    # official: clip over the square-cropped box (zeros included) before resizing, z-score the
+    # whole volume after resizing and augmentation (neurossl.data.preprocess)
+    intensity: str = "brain"
     isotropy_ratio: float = 1.4  # max/min extent below this counts as near-isotropic
     # which extent `isotropy_ratio` compares (neurossl.data.preprocess.slice_axis): spacing = the
     # voxel spacing, near-isotropic volumes at eval on `eval_axis` | official = the cropped
@@ -424,6 +428,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "objective.dino_centering": ("center", "sinkhorn"),
     "train.device": ("auto", "cpu", "cuda"),
     "preprocess.mask": ("auto", "given", "deepbet", "threshold"),
+    "preprocess.intensity": ("brain", "official"),
     "preprocess.axis_rule": ("spacing", "official"),
     "preprocess.eval_crop": ("centre", "random"),
     "evaluate.head": ("attentive", "linear"),

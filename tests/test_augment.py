@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from monai.transforms import Affine, AdjustContrast, RandBiasField
 from monai.transforms.utils import create_rotate, create_scale
 from torch.utils.data import DataLoader
 
-from neurossl.config import AugmentConfig, load_config
+from neurossl.config import AugmentConfig, PreprocessConfig, load_config
 from neurossl.data.augment import (
     SeededRandGaussianNoise,
     affine_theta,
@@ -25,7 +27,8 @@ from neurossl.data.augment_ops import (
     log_bias_field,
     resample_affine,
 )
-from neurossl.data.dataset import CachedVolumeDataset, batch_to_device
+from neurossl.data.dataset import CachedVolumeDataset, NiftiVolumeDataset, batch_to_device, item_seeds
+from neurossl.data.preprocess import zscore
 
 
 def smooth(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -158,6 +161,39 @@ def test_on_device_items_carry_parameters_and_augment_to_the_same_batch(smoke_da
     evaluated = CachedVolumeDataset(cache, train=False, preprocess=cfg.preprocess,
                                     augment=AugmentConfig(on_device=True))
     assert "augment" not in evaluated[0]  # evaluation never augments
+
+
+def test_official_intensity_zscores_after_augmenting_in_the_loader_and_on_the_device(tmp_path):
+    # official src/datasets/mri_dataset.py, __getitem__:
+    #   "padded_volume = self.transform(padded_volume)" then
+    #   "volume = self.intensity_normalize(padded_volume)"
+    data = np.zeros((18, 20, 16), np.float32)
+    data[3:15, 4:16, 3:13] = np.random.default_rng(1).gamma(4.0, 50.0, (12, 12, 10))
+    for name, array in (("a", data), ("a_mask", (data > 0).astype(np.uint8))):
+        nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / f"{name}.nii.gz"))
+    entries = pd.DataFrame({"scan_uid": ["a", "b"], "path": ["a.nii.gz"] * 2})
+    cfg = PreprocessConfig(crop_size=12, depth=10, intensity="official")
+
+    def dataset(augment):
+        items = NiftiVolumeDataset(entries, tmp_path, True, cfg, augment=augment, seed=2)
+        items.set_epoch(1)
+        return items
+
+    in_loader, on_device = dataset(AugmentConfig()), dataset(AugmentConfig(on_device=True))
+    expected = next(iter(DataLoader(in_loader, batch_size=2)))["image"]
+    deferred = next(iter(DataLoader(on_device, batch_size=2)))
+    assert bool(deferred["augment"]["zscore"].all())
+    assert torch.allclose(batch_to_device(deferred, "cpu")["image"], expected, atol=1e-5)
+    assert expected.mean(dim=(2, 3, 4)).abs().max() < 1e-5
+    assert torch.allclose(expected.std(dim=(2, 3, 4)), torch.ones(2, 1), atol=1e-4)
+    raw = deferred["image"][0]  # clipped and resized, in the scanner's units
+    assert raw.std() > 10
+    chain, (_, seed) = build_augment(AugmentConfig()), item_seeds(2, 1, 0)
+    assert torch.allclose(expected[0], zscore(apply_augment(raw, chain, seed)), atol=1e-5)
+    # z-scoring first, as the brain rule's cache does, gives another volume
+    assert not torch.allclose(expected[0], apply_augment(zscore(raw), chain, seed), atol=1e-2)
+    plain = dataset(None)[0]["image"]
+    assert abs(plain.mean()) < 1e-5 and abs(plain.std() - 1) < 1e-4  # no augmentation: z-scored
 
 
 def test_the_paper_profile_augments_on_the_device_and_the_others_in_the_loader():

@@ -26,8 +26,10 @@ from neurossl.data.preprocess import (
     ct_window_channels,
     deterministic_stage,
     item_stage,
+    resize,
     slice_axis,
     through_plane_axis,
+    zscore,
 )
 
 SMALL = PreprocessConfig(crop_size=16, depth=12)
@@ -113,6 +115,48 @@ def test_clip_and_zscore_statistics_inside_mask(tmp_path):
     expected = (clipped - clipped.mean()) / clipped.std()
     assert np.allclose(np.sort(inside), np.sort(expected), atol=1e-4)
     assert np.mean(inside >= inside.max() - 1e-6) >= 0.009  # the top 1% sits at the clip value
+
+
+def test_official_intensity_strips_then_clips_the_box_before_resizing(tmp_path):
+    # official src/datasets/mri_dataset.py, on the BET-stripped, bbox- and square-cropped array:
+    #   "lower_bound = np.percentile(volume, lower_percentile)" (zeros included), in
+    #   "volume = self.clip_intensity_percentile(volume, lower_percentile=1, upper_percentile=99)"
+    #   then "volume = self.resize(volume, crop_sizes=..., target_slices=self.frames_per_clip)"
+    cfg = replace(SMALL, intensity="official")
+    scan = write_scan(tmp_path, "s", (40, 44, 36), (1.0, 1.0, 1.0))
+    ras, brain = phantom((40, 44, 36))
+    prep = deterministic_stage(scan, cfg)
+    assert np.array_equal(prep.data, crop(np.where(brain, ras, 0), prep.bbox))  # scanner units
+    block = np.moveaxis(prep.data, 2, 0)  # eval_axis axial; square crop of (R, A), centred
+    side = min(block.shape[1:])
+    rows, cols = [(n - side) // 2 for n in block.shape[1:]]
+    block = block[:, rows:rows + side, cols:cols + side]
+    lo, hi = np.percentile(block, (1, 99))
+    assert lo == 0 and (block == 0).mean() > 0.01  # the background's zeros count
+    clipped = torch.from_numpy(np.clip(block, lo, hi).astype(np.float32))[None]
+    image = item_stage(prep.data, prep.depth_axis, "T1w", cfg, defer_zscore=True)
+    assert torch.allclose(image, resize(clipped, 12, 16), atol=1e-4)
+    assert not torch.allclose(image, resize(torch.from_numpy(block)[None], 12, 16).clamp(lo, hi),
+                              atol=1e-2)  # clipping after resizing would differ
+    # the brain rule: its own statistics inside the mask, background exactly 0
+    assert (item_stage(deterministic_stage(scan, SMALL).data, None, "T1w", SMALL) == 0).any()
+
+
+def test_official_zscore_standardises_the_whole_volume():
+    # official src/datasets/mri_dataset.py, intensity_normalize:
+    #   "volume_std = torch.std(volume, dim=(0, 1, 2))"
+    #   "volume = (volume - volume_mean) / (volume_std + epsilon)"
+    data = np.zeros((20, 24, 28), np.float32)
+    data[4:16, 5:19, 6:22] = np.random.default_rng(0).gamma(4.0, 50.0, (12, 14, 16))
+    cfg = replace(PreprocessConfig(crop_size=20, depth=28), intensity="official")
+    image = item_stage(data, 2, "T1w", cfg)  # square crop 20 x 20 of (R, A), no resizing
+    block = np.moveaxis(data[:, 2:22, :], 2, 0).astype(np.float64)
+    block = np.clip(block, *np.percentile(block, (1, 99)))
+    expected = (block - block.mean()) / (block.std(ddof=1) + 1e-8)
+    assert torch.allclose(image[0], torch.from_numpy(expected).float(), atol=1e-4)
+    assert image[0, 0, 0, 0] < 0  # background standardised with the rest, not 0
+    flat = torch.full((1, 2, 3, 4), 7.0)
+    assert torch.equal(zscore(flat), torch.zeros_like(flat))  # std 0 taken as 1
 
 
 @pytest.mark.parametrize("order, thick_ras_axis", [("ASR", 2), ("LPS", 0), ("RAS", 1)])

@@ -164,13 +164,16 @@ def build_augment(cfg: AugmentConfig | None) -> Compose | None:
     )
 
 
-def draw_augment(chain: Compose, seed: int, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+def draw_augment(
+    chain: Compose, seed: int, shape: tuple[int, ...], zscore: bool = False
+) -> dict[str, torch.Tensor]:
     """Draw one item's augmentation parameters.
 
     Args:
         chain: from :func:`build_augment`; reseeded here, so its previous state never matters.
         seed: the item's seed (0 <= seed < 2**32).
         shape: the item's ``(C, D, H, W)``.
+        zscore: z-score the item after augmenting it (``preprocess.intensity: official``).
     Returns:
         :data:`neurossl.data.augment_ops.PARAM_NAMES` -> tensors (``theta (3, 3)``,
         ``bias (4, 4, 4)``, scalars), on the CPU; stacked over items they feed
@@ -189,19 +192,23 @@ def draw_augment(chain: Compose, seed: int, shape: tuple[int, ...]) -> dict[str,
         "gamma": torch.tensor(contrast.gamma_value if contrast._do_transform else 1.0),
         "noise_std": torch.tensor(float(noise.std_value)),
         "noise_seed": torch.tensor(noise.seed, dtype=torch.int64),
+        "zscore": torch.tensor(bool(zscore)),
     }
 
 
-def apply_augment(image: torch.Tensor, chain: Compose, seed: int) -> torch.Tensor:
+def apply_augment(
+    image: torch.Tensor, chain: Compose, seed: int, zscore: bool = False
+) -> torch.Tensor:
     """Augment one item reproducibly (on its device).
 
     Args:
         image: ``(C, D, H, W)`` float32.
         chain: from :func:`build_augment`; reseeded here, so its previous state never matters.
         seed: the item's seed (0 <= seed < 2**32).
+        zscore: z-score it afterwards (``preprocess.intensity: official``).
     Returns:
         ``(C, D, H, W)`` float32 plain tensor.
     """
-    params = draw_augment(chain, seed, tuple(image.shape))
+    params = draw_augment(chain, seed, tuple(image.shape), zscore)
     batch = {name: value[None] for name, value in params.items()}
     return apply_augment_params(torch.as_tensor(image)[None], batch)[0].contiguous()

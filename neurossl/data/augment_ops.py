@@ -15,7 +15,10 @@ An item's parameters (:func:`apply_augment_params` takes them stacked over the b
   ``i`` along D, ``j`` along H, ``k`` along W (zero where ``i + j + k`` exceeds the degree);
 - ``gamma`` ``()``: the contrast exponent on the min-max-normalised volume;
 - ``noise_std`` ``()`` and ``noise_seed`` ``()``: additive Gaussian noise, drawn by a torch
-  generator seeded per item (on CUDA a different but equally distributed stream than on CPU).
+  generator seeded per item (on CUDA a different but equally distributed stream than on CPU);
+- ``zscore`` ``()`` bool: not an augmentation but the step after it, the per-volume
+  :func:`~neurossl.data.preprocess.zscore` of ``preprocess.intensity: official``, carried with
+  the parameters so that it runs wherever the augmentation runs.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-PARAM_NAMES = ("theta", "bias", "gamma", "noise_std", "noise_seed")
+from neurossl.data.preprocess import zscore
+
+PARAM_NAMES = ("theta", "bias", "gamma", "noise_std", "noise_seed", "zscore")
 CONTRAST_EPS = 1e-7  # as monai.transforms.AdjustContrast
 
 
@@ -97,7 +102,8 @@ def gaussian_noise(like: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
 
 
 def apply_augment_params(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Augment a batch with its items' drawn parameters: affine, bias field, contrast, noise.
+    """Augment a batch with its items' drawn parameters: affine, bias field, contrast, noise;
+    then z-score the items whose ``zscore`` is set.
 
     Args:
         images: ``(B, C, D, H, W)`` float32, on any device.
@@ -112,4 +118,6 @@ def apply_augment_params(images: torch.Tensor, params: dict[str, torch.Tensor]) 
     x = x * log_bias_field(params["bias"].to(device), tuple(x.shape[2:])).exp().unsqueeze(1)
     x = adjust_contrast(x, params["gamma"].to(device))
     std = params["noise_std"].to(device=device, dtype=x.dtype).view(-1, *[1] * (x.dim() - 1))
-    return x + gaussian_noise(x, params["noise_seed"].cpu()) * std
+    x = x + gaussian_noise(x, params["noise_seed"].cpu()) * std
+    standardise = params["zscore"].to(device).view(-1, *[1] * (x.dim() - 1))
+    return torch.where(standardise, zscore(x), x) if bool(standardise.any()) else x
