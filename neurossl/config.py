@@ -92,7 +92,7 @@ class PreprocessConfig:
 
 @dataclass
 class AugmentConfig:
-    """Official augmentations, applied in training only."""
+    """Training augmentations (neurossl.data.augment maps each to the official transform)."""
 
     enabled: bool = True
     noise_std: float = 0.01
@@ -101,6 +101,17 @@ class AugmentConfig:
     aspect_ratio: tuple[float, float] = (0.9, 1.1)
     scale: tuple[float, float] = (0.9, 1.0)
     rotation_deg: float = 10.0
+    # area: in-plane zoom of area ~ U(scale) and aspect ~ U(aspect_ratio), depth kept |
+    # per_axis (official): each of the three axes zoomed by its own factor ~ U(aspect_ratio)
+    affine_rule: str = "area"
+    flip_prob: float = 0.0  # left-right flip of the first in-plane axis (official 0.5)
+    blur_sigma: tuple[float, float] = (0.0, 0.0)  # Gaussian sigma per axis ~ U(range), voxels
+    # all: every transform on every item | one_of (official): one spatial and one intensity
+    # transform per item, drawn with these weights (normalised)
+    policy: str = "all"
+    spatial_weights: tuple[float, float, float] = (0.3, 0.3, 0.4)  # affine, flip, none
+    # bias field, gamma, noise, blur, none
+    intensity_weights: tuple[float, float, float, float, float] = (0.0, 0.2, 0.2, 0.2, 0.4)
     # Where the arithmetic runs: False = per item in the loader workers; True = the items carry
     # their drawn parameters and the trainer augments the whole batch on its device (GPU nodes:
     # an augmented 160^3 item costs a CPU core ~0.3 s, the crop alone ~0.05 s). Same result.
@@ -429,6 +440,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "preprocess.mask": ("auto", "given", "deepbet", "threshold"),
     "preprocess.intensity": ("brain", "official"),
+    "augment.affine_rule": ("area", "per_axis"),
+    "augment.policy": ("all", "one_of"),
     "preprocess.axis_rule": ("spacing", "official"),
     "preprocess.eval_crop": ("centre", "random"),
     "evaluate.head": ("attentive", "linear"),

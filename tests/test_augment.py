@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from monai.transforms import Affine, AdjustContrast, RandBiasField
+from monai.transforms import Affine, AdjustContrast, Flip, GaussianSmooth, RandBiasField
 from monai.transforms.utils import create_rotate, create_scale
 from torch.utils.data import DataLoader
 
@@ -129,14 +129,74 @@ def test_drawn_parameters_follow_the_config():
     assert len({int(d["noise_seed"]) for d in draws}) == 200
 
 
-def test_a_batch_augments_as_its_items_do():
-    chain = build_augment(AugmentConfig())
+OFFICIAL = AugmentConfig(affine_rule="per_axis", flip_prob=0.5, blur_sigma=(0.01, 0.02),
+                         bias_coeff=0.0, policy="one_of")
+EVERY_ONE = AugmentConfig(affine_rule="per_axis", flip_prob=1.0, blur_sigma=(0.5, 1.0))
+
+
+@pytest.mark.parametrize("cfg", [AugmentConfig(), OFFICIAL, EVERY_ONE])
+def test_a_batch_augments_as_its_items_do(cfg):
+    chain = build_augment(cfg)
     images = torch.stack([smooth(2, 10, 12, 14, seed=s) for s in range(4)])
     params = [draw_augment(chain, seed, (2, 10, 12, 14)) for seed in (3, 4, 5, 6)]
     stacked = {name: torch.stack([p[name] for p in params]) for name in PARAM_NAMES}
     batched = apply_augment_params(images, stacked)
     for i, seed in enumerate((3, 4, 5, 6)):
         assert torch.allclose(batched[i], apply_augment(images[i], chain, seed), atol=1e-6)
+
+
+def test_flip_and_blur_equal_monai():
+    # official app/mae/transforms.py and app/vjepa/transforms.py, in their tio.OneOf pools:
+    #   "tio.RandomFlip(axes=('LR',)): 0.3," and "tio.RandomBlur(std=self.random_blur): 0.2,"
+    only = AugmentConfig(flip_prob=1.0, blur_sigma=(0.8, 1.2), policy="one_of",
+                         spatial_weights=(0, 1, 0), intensity_weights=(0, 0, 0, 1, 0))
+    image = smooth(2, 10, 12, 14)
+    params = draw_augment(build_augment(only), 3, tuple(image.shape))
+    sigma = params["blur"].tolist()
+    assert bool(params["flip"]) and all(0.8 <= s <= 1.2 for s in sigma) and len(set(sigma)) == 3
+    reference = GaussianSmooth(sigma)(Flip(spatial_axis=1)(image))
+    out = apply_augment(image, build_augment(only), 3)
+    assert torch.allclose(out, torch.as_tensor(reference), atol=1e-6)
+    assert not torch.allclose(out, image, atol=1e-2)
+    official_sigma = AugmentConfig(blur_sigma=(0.01, 0.02), bias_coeff=0.0, gamma=0.0,
+                                   noise_std=0.0, rotation_deg=0.0, scale=(1, 1), aspect_ratio=(1, 1))
+    assert torch.allclose(apply_augment(image, build_augment(official_sigma), 1), image, atol=1e-6)
+
+
+def test_one_of_draws_one_spatial_and_one_intensity_transform_by_weight():
+    # official app/mae/transforms.py (app/vjepa/transforms.py alike):
+    #   "spatial_transform = tio.OneOf({" ... "tio.RandomAffine(scales=self.random_resize_aspect_ratio,
+    #   degrees=self.rot_degree): 0.3," "tio.RandomFlip(axes=('LR',)): 0.3," "tio.Lambda(lambda x: x): 0.4,"
+    #   "intensity_transform = tio.OneOf({" "tio.RandomGamma(...): 0.2," "tio.RandomNoise(...): 0.2,"
+    #   "tio.RandomBlur(std=self.random_blur): 0.2," "tio.Lambda(lambda x: x): 0.4,"
+    #   and no bias field: "# tio.RandomBiasField(coefficients=self.random_bias)," (commented out)
+    chain = build_augment(OFFICIAL)
+    draws = [draw_augment(chain, seed, (1, 8, 8, 8)) for seed in range(400)]
+    affine = torch.tensor([not torch.allclose(d["theta"], torch.eye(3)) for d in draws])
+    flip = torch.stack([d["flip"] for d in draws])
+    gamma = torch.tensor([float(d["gamma"]) != 1.0 for d in draws])
+    noise = torch.stack([d["noise_std"] > 0 for d in draws])
+    blur = torch.stack([d["blur"].gt(0).all() for d in draws])
+    assert not (affine & flip).any() and 0.22 < affine.float().mean() < 0.38
+    assert 0.09 < flip.float().mean() < 0.21  # chosen 0.3, then flipped with p 0.5
+    assert (gamma.int() + noise.int() + blur.int()).max() <= 1
+    for chosen in (gamma, noise, blur):
+        assert 0.13 < chosen.float().mean() < 0.27
+    assert all(not d["bias"].any() for d in draws)
+
+
+def test_per_axis_affine_zooms_each_axis_by_its_own_factor():
+    # official app/mae/transforms.py: "tio.RandomAffine(scales=self.random_resize_aspect_ratio,
+    # degrees=self.rot_degree)" with "random_resize_aspect_ratio: [0.9, 1.1]" (configs/pretrain)
+    cfg = AugmentConfig(affine_rule="per_axis", rotation_deg=0.0)
+    chain = build_augment(cfg)
+    scales = torch.stack([draw_augment(chain, s, (1, 8, 8, 8))["theta"].diagonal() for s in range(200)])
+    assert (scales >= 1 / 1.1 - 1e-6).all() and (scales <= 1 / 0.9 + 1e-6).all()
+    assert (scales.std(dim=0) > 0.03).all()  # depth zoomed too, each axis on its own
+    assert abs(float(torch.corrcoef(scales.T)[0, 1])) < 0.3
+    area = torch.stack([draw_augment(build_augment(AugmentConfig(rotation_deg=0.0)), s,
+                                     (1, 8, 8, 8))["theta"].diagonal() for s in range(20)])
+    assert torch.all(area[:, 2] == 1.0)  # the area rule keeps depth (theta's z row)
 
 
 def test_on_device_items_carry_parameters_and_augment_to_the_same_batch(smoke_data):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from neurossl.config import AugmentConfig, PreprocessConfig
+from neurossl.config import AugmentConfig, PreprocessConfig, load_config
 
 from neurossl.data.augment import build_augment
 from neurossl.data.dataset import NiftiVolumeDataset
@@ -302,3 +302,20 @@ def test_augmentations_only_in_training(tmp_path):
     augmented.set_epoch(1)
     assert not torch.equal(first, augmented[0]["image"])  # a new epoch draws anew
     assert build_augment(AugmentConfig(enabled=False)) is None
+
+
+def test_the_paper_profile_preprocesses_as_the_official_loader_and_the_others_as_before():
+    paper = load_config("paper")
+    assert (paper.preprocess.intensity, paper.preprocess.axis_rule, paper.preprocess.eval_crop) == (
+        "official", "official", "random")
+    augment = paper.augment
+    assert (augment.policy, augment.affine_rule, augment.flip_prob, augment.bias_coeff) == (
+        "one_of", "per_axis", 0.5, 0.0)
+    assert augment.blur_sigma == (0.01, 0.02) and augment.spatial_weights == (0.3, 0.3, 0.4)
+    assert augment.intensity_weights == (0.0, 0.2, 0.2, 0.2, 0.4)
+    for name in ("demo", "smoke"):
+        cfg = load_config(name)
+        assert (cfg.preprocess.intensity, cfg.preprocess.axis_rule, cfg.preprocess.eval_crop) == (
+            "brain", "spacing", "centre")
+        assert (cfg.augment.policy, cfg.augment.affine_rule, cfg.augment.flip_prob) == ("all", "area", 0.0)
+        assert cfg.augment.blur_sigma == (0.0, 0.0) and cfg.augment.bias_coeff == 0.1
