@@ -262,7 +262,8 @@ def draw_augment(
     select.randomize()
     kept = select.kept
     return {
-        "theta": affine_theta(spatial.matrix() if "affine" in kept else np.eye(4), tuple(shape[1:])),
+        "theta": (affine_theta(spatial.matrix(), tuple(shape[1:])) if "affine" in kept
+                  else torch.eye(3)),
         "flip": torch.tensor(bool(flip._do_transform and "flip" in kept)),
         "bias": (bias_table(bias._coeff, bias.degree) if bias._do_transform and "bias" in kept
                  else torch.zeros((bias.degree + 1,) * 3)),

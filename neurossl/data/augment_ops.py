@@ -132,7 +132,12 @@ def apply_augment_params(images: torch.Tensor, params: dict[str, torch.Tensor]) 
         ``(B, C, D, H, W)`` float32 on ``images``' device.
     """
     device = images.device
-    x = resample_affine(images.float(), params["theta"].to(device))
+    theta = params["theta"].to(device)
+    # items the affine leaves as they are (policy one_of) pass through exactly, not resampled
+    kept = (theta == torch.eye(3, device=device)).flatten(1).all(1).view(-1, *[1] * 4)
+    x = images.float()
+    if not bool(kept.all()):
+        x = torch.where(kept, x, resample_affine(x, theta))
     flip = params["flip"].to(device).view(-1, *[1] * (x.dim() - 1))
     x = torch.where(flip, x.flip(3), x) if bool(flip.any()) else x
     x = x * log_bias_field(params["bias"].to(device), tuple(x.shape[2:])).exp().unsqueeze(1)
