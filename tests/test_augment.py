@@ -27,7 +27,12 @@ from neurossl.data.augment_ops import (
     log_bias_field,
     resample_affine,
 )
-from neurossl.data.dataset import CachedVolumeDataset, NiftiVolumeDataset, batch_to_device, item_seeds
+from neurossl.data.dataset import (
+    CachedVolumeDataset,
+    NiftiVolumeDataset,
+    batch_to_device,
+    item_seeds,
+)
 from neurossl.data.preprocess import zscore
 
 
@@ -159,17 +164,23 @@ def test_flip_and_blur_equal_monai():
     assert torch.allclose(out, torch.as_tensor(reference), atol=1e-6)
     assert not torch.allclose(out, image, atol=1e-2)
     official_sigma = AugmentConfig(blur_sigma=(0.01, 0.02), bias_coeff=0.0, gamma=0.0,
-                                   noise_std=0.0, rotation_deg=0.0, scale=(1, 1), aspect_ratio=(1, 1))
+                                   noise_std=0.0, rotation_deg=0.0, scale=(1, 1),
+                                   aspect_ratio=(1, 1))
     assert torch.allclose(apply_augment(image, build_augment(official_sigma), 1), image, atol=1e-6)
 
 
 def test_one_of_draws_one_spatial_and_one_intensity_transform_by_weight():
     # official app/mae/transforms.py (app/vjepa/transforms.py alike):
-    #   "spatial_transform = tio.OneOf({" ... "tio.RandomAffine(scales=self.random_resize_aspect_ratio,
-    #   degrees=self.rot_degree): 0.3," "tio.RandomFlip(axes=('LR',)): 0.3," "tio.Lambda(lambda x: x): 0.4,"
-    #   "intensity_transform = tio.OneOf({" "tio.RandomGamma(...): 0.2," "tio.RandomNoise(...): 0.2,"
-    #   "tio.RandomBlur(std=self.random_blur): 0.2," "tio.Lambda(lambda x: x): 0.4,"
-    #   and no bias field: "# tio.RandomBiasField(coefficients=self.random_bias)," (commented out)
+    #   "spatial_transform = tio.OneOf({"
+    #     "tio.RandomAffine(scales=self.random_resize_aspect_ratio, degrees=self.rot_degree): 0.3,"
+    #     "tio.RandomFlip(axes=('LR',)): 0.3,"
+    #     "tio.Lambda(lambda x: x): 0.4,"
+    #   "intensity_transform = tio.OneOf({"
+    #     "tio.RandomGamma(log_gamma=(-self.intensity_gamma, self.intensity_gamma)): 0.2,"
+    #     "tio.RandomNoise(mean=0.0, std=self.random_noise): 0.2,"
+    #     "tio.RandomBlur(std=self.random_blur): 0.2,"
+    #     "tio.Lambda(lambda x: x): 0.4,"
+    #   no bias field: only "# tio.RandomBiasField(coefficients=self.random_bias)," (commented out)
     chain = build_augment(OFFICIAL)
     draws = [draw_augment(chain, seed, (1, 8, 8, 8)) for seed in range(400)]
     affine = torch.tensor([not torch.allclose(d["theta"], torch.eye(3)) for d in draws])
@@ -190,7 +201,8 @@ def test_per_axis_affine_zooms_each_axis_by_its_own_factor():
     # degrees=self.rot_degree)" with "random_resize_aspect_ratio: [0.9, 1.1]" (configs/pretrain)
     cfg = AugmentConfig(affine_rule="per_axis", rotation_deg=0.0)
     chain = build_augment(cfg)
-    scales = torch.stack([draw_augment(chain, s, (1, 8, 8, 8))["theta"].diagonal() for s in range(200)])
+    scales = torch.stack([draw_augment(chain, s, (1, 8, 8, 8))["theta"].diagonal()
+                          for s in range(200)])
     assert (scales >= 1 / 1.1 - 1e-6).all() and (scales <= 1 / 0.9 + 1e-6).all()
     assert (scales.std(dim=0) > 0.03).all()  # depth zoomed too, each axis on its own
     assert abs(float(torch.corrcoef(scales.T)[0, 1])) < 0.3

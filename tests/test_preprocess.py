@@ -317,5 +317,6 @@ def test_the_paper_profile_preprocesses_as_the_official_loader_and_the_others_as
         cfg = load_config(name)
         assert (cfg.preprocess.intensity, cfg.preprocess.axis_rule, cfg.preprocess.eval_crop) == (
             "brain", "spacing", "centre")
-        assert (cfg.augment.policy, cfg.augment.affine_rule, cfg.augment.flip_prob) == ("all", "area", 0.0)
-        assert cfg.augment.blur_sigma == (0.0, 0.0) and cfg.augment.bias_coeff == 0.1
+        augment = cfg.augment
+        assert (augment.policy, augment.affine_rule, augment.flip_prob) == ("all", "area", 0.0)
+        assert augment.blur_sigma == (0.0, 0.0) and augment.bias_coeff == 0.1

@@ -140,7 +140,8 @@ class RandSelect(RandomizableTransform):
                  intensity_weights: tuple[float, ...]) -> None:
         RandomizableTransform.__init__(self, 1.0)
         self.policy = policy
-        self.weights = [normalised(spatial_weights, SPATIAL), normalised(intensity_weights, INTENSITY)]
+        self.weights = [normalised(spatial_weights, SPATIAL),
+                        normalised(intensity_weights, INTENSITY)]
         self.kept = set(SPATIAL + INTENSITY)
 
     def randomize(self, data: object = None) -> None:
