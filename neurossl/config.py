@@ -110,8 +110,19 @@ class PreprocessConfig:
     depth: int = 160  # number of slices after depth interpolation (paper code 160; text 64)
     margin: int = 6  # voxels kept around the brain bounding box
     clip_percentiles: tuple[float, float] = (1.0, 99.0)
-    isotropy_ratio: float = 1.4  # max/min spacing below this counts as near-isotropic
+    # brain: clip and z-score with the brain's statistics in the cached stage, 0 outside |
+    # official: clip over the square-cropped box (zeros included) before resizing, z-score the
+    # whole volume after resizing and augmentation (neurossl.data.preprocess)
+    intensity: str = "brain"
+    isotropy_ratio: float = 1.4  # max/min extent below this counts as near-isotropic
+    # which extent `isotropy_ratio` compares (neurossl.data.preprocess.slice_axis): spacing = the
+    # voxel spacing, near-isotropic volumes at eval on `eval_axis` | official = the cropped
+    # array's voxel counts, the axis with the fewest voxels at eval
+    axis_rule: str = "spacing"
     eval_axis: str = "axial"  # fixed slice axis for near-isotropic volumes at eval
+    # the square in-plane crop at eval: centre | random (official; drawn per (seed, index), so
+    # an evaluation is still reproducible)
+    eval_crop: str = "centre"
     mask: str = "auto"  # auto | given | deepbet | threshold
     ct_windows: tuple[tuple[float, float], ...] = ((40.0, 80.0), (75.0, 215.0), (600.0, 2800.0))
     cache_dtype: str = "float16"
@@ -119,7 +130,7 @@ class PreprocessConfig:
 
 @dataclass
 class AugmentConfig:
-    """Official augmentations, applied in training only."""
+    """Training augmentations (neurossl.data.augment maps each to the official transform)."""
 
     enabled: bool = True
     noise_std: float = 0.01
@@ -128,6 +139,17 @@ class AugmentConfig:
     aspect_ratio: tuple[float, float] = (0.9, 1.1)
     scale: tuple[float, float] = (0.9, 1.0)
     rotation_deg: float = 10.0
+    # area: in-plane zoom of area ~ U(scale) and aspect ~ U(aspect_ratio), depth kept |
+    # per_axis (official): each of the three axes zoomed by its own factor ~ U(aspect_ratio)
+    affine_rule: str = "area"
+    flip_prob: float = 0.0  # left-right flip of the first in-plane axis (official 0.5)
+    blur_sigma: tuple[float, float] = (0.0, 0.0)  # Gaussian sigma per axis ~ U(range), voxels
+    # all: every transform on every item | one_of (official): one spatial and one intensity
+    # transform per item, drawn with these weights (normalised)
+    policy: str = "all"
+    spatial_weights: tuple[float, float, float] = (0.3, 0.3, 0.4)  # affine, flip, none
+    # bias field, gamma, noise, blur, none
+    intensity_weights: tuple[float, float, float, float, float] = (0.0, 0.2, 0.2, 0.2, 0.4)
     # Where the arithmetic runs: False = per item in the loader workers; True = the items carry
     # their drawn parameters and the trainer augments the whole batch on its device (GPU nodes:
     # an augmented 160^3 item costs a CPU core ~0.3 s, the crop alone ~0.05 s). Same result.
@@ -477,6 +499,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "objective.dino_centering": ("center", "sinkhorn"),
     "train.device": ("auto", "cpu", "cuda"),
     "preprocess.mask": ("auto", "given", "deepbet", "threshold"),
+    "preprocess.intensity": ("brain", "official"),
+    "augment.affine_rule": ("area", "per_axis"),
+    "augment.policy": ("all", "one_of"),
+    "preprocess.axis_rule": ("spacing", "official"),
+    "preprocess.eval_crop": ("centre", "random"),
     "evaluate.head": ("attentive", "linear"),
     "evaluate.select": ("loss", "auc"),
     "evaluate.fewshot_mode": ("frozen", "finetune"),

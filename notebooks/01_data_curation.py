@@ -192,7 +192,7 @@ for name, selected in wanted:
     raw = load_volume(cohort / entry["path"])
     item = CachedVolumeDataset(cache, [entry["scan_uid"]], train=False, preprocess=cfg.preprocess)[0]
     depth_axis = slice_axis(None if entry["depth_axis"] == "" else int(entry["depth_axis"]),
-                            cfg.preprocess, None)
+                            cfg.preprocess, None, json.loads(entry["shape"]))
     model_input = as_ras(item["image"], depth_axis)
     is_lesion = "glioma" in name
     raw_focus = model_focus = None

@@ -36,6 +36,7 @@ run_missing = True        # run a stage whose outputs are missing; False: stop w
 
 # %%
 # %matplotlib inline
+import json
 import time
 from pathlib import Path
 
@@ -149,7 +150,7 @@ if reconstructing:
     image = CachedVolumeDataset(cache, [entry["scan_uid"]], train=False,
                                 preprocess=cfg.preprocess)[0]["image"]
     depth_axis = slice_axis(None if entry["depth_axis"] == "" else int(entry["depth_axis"]),
-                            cfg.preprocess, None)
+                            cfg.preprocess, None, json.loads(entry["shape"]))
     results = {name: {**reconstruct(run_dirs[name], image, seed=0), "depth_axis": depth_axis}
                for name in reconstructing}
     print(f"volume {entry['scan_uid']}, model input {tuple(image.shape)}")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-from monai.transforms import Affine, AdjustContrast, RandBiasField
+from monai.transforms import Affine, AdjustContrast, Flip, GaussianSmooth, RandBiasField
 from monai.transforms.utils import create_rotate, create_scale
 from torch.utils.data import DataLoader
 
-from neurossl.config import AugmentConfig, load_config
+from neurossl.config import AugmentConfig, PreprocessConfig, load_config
 from neurossl.data.augment import (
     SeededRandGaussianNoise,
     affine_theta,
@@ -25,7 +27,13 @@ from neurossl.data.augment_ops import (
     log_bias_field,
     resample_affine,
 )
-from neurossl.data.dataset import CachedVolumeDataset, batch_to_device
+from neurossl.data.dataset import (
+    CachedVolumeDataset,
+    NiftiVolumeDataset,
+    batch_to_device,
+    item_seeds,
+)
+from neurossl.data.preprocess import zscore
 
 
 def smooth(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -126,14 +134,81 @@ def test_drawn_parameters_follow_the_config():
     assert len({int(d["noise_seed"]) for d in draws}) == 200
 
 
-def test_a_batch_augments_as_its_items_do():
-    chain = build_augment(AugmentConfig())
+OFFICIAL = AugmentConfig(affine_rule="per_axis", flip_prob=0.5, blur_sigma=(0.01, 0.02),
+                         bias_coeff=0.0, policy="one_of")
+EVERY_ONE = AugmentConfig(affine_rule="per_axis", flip_prob=1.0, blur_sigma=(0.5, 1.0))
+
+
+@pytest.mark.parametrize("cfg", [AugmentConfig(), OFFICIAL, EVERY_ONE])
+def test_a_batch_augments_as_its_items_do(cfg):
+    chain = build_augment(cfg)
     images = torch.stack([smooth(2, 10, 12, 14, seed=s) for s in range(4)])
     params = [draw_augment(chain, seed, (2, 10, 12, 14)) for seed in (3, 4, 5, 6)]
     stacked = {name: torch.stack([p[name] for p in params]) for name in PARAM_NAMES}
     batched = apply_augment_params(images, stacked)
     for i, seed in enumerate((3, 4, 5, 6)):
         assert torch.allclose(batched[i], apply_augment(images[i], chain, seed), atol=1e-6)
+
+
+def test_flip_and_blur_equal_monai():
+    # official app/mae/transforms.py and app/vjepa/transforms.py, in their tio.OneOf pools:
+    #   "tio.RandomFlip(axes=('LR',)): 0.3," and "tio.RandomBlur(std=self.random_blur): 0.2,"
+    only = AugmentConfig(flip_prob=1.0, blur_sigma=(0.8, 1.2), policy="one_of",
+                         spatial_weights=(0, 1, 0), intensity_weights=(0, 0, 0, 1, 0))
+    image = smooth(2, 10, 12, 14)
+    params = draw_augment(build_augment(only), 3, tuple(image.shape))
+    sigma = params["blur"].tolist()
+    assert bool(params["flip"]) and all(0.8 <= s <= 1.2 for s in sigma) and len(set(sigma)) == 3
+    reference = GaussianSmooth(sigma)(Flip(spatial_axis=1)(image))
+    out = apply_augment(image, build_augment(only), 3)
+    assert torch.allclose(out, torch.as_tensor(reference), atol=1e-6)
+    assert not torch.allclose(out, image, atol=1e-2)
+    official_sigma = AugmentConfig(blur_sigma=(0.01, 0.02), bias_coeff=0.0, gamma=0.0,
+                                   noise_std=0.0, rotation_deg=0.0, scale=(1, 1),
+                                   aspect_ratio=(1, 1))
+    assert torch.allclose(apply_augment(image, build_augment(official_sigma), 1), image, atol=1e-6)
+
+
+def test_one_of_draws_one_spatial_and_one_intensity_transform_by_weight():
+    # official app/mae/transforms.py (app/vjepa/transforms.py alike):
+    #   "spatial_transform = tio.OneOf({"
+    #     "tio.RandomAffine(scales=self.random_resize_aspect_ratio, degrees=self.rot_degree): 0.3,"
+    #     "tio.RandomFlip(axes=('LR',)): 0.3,"
+    #     "tio.Lambda(lambda x: x): 0.4,"
+    #   "intensity_transform = tio.OneOf({"
+    #     "tio.RandomGamma(log_gamma=(-self.intensity_gamma, self.intensity_gamma)): 0.2,"
+    #     "tio.RandomNoise(mean=0.0, std=self.random_noise): 0.2,"
+    #     "tio.RandomBlur(std=self.random_blur): 0.2,"
+    #     "tio.Lambda(lambda x: x): 0.4,"
+    #   no bias field: only "# tio.RandomBiasField(coefficients=self.random_bias)," (commented out)
+    chain = build_augment(OFFICIAL)
+    draws = [draw_augment(chain, seed, (1, 8, 8, 8)) for seed in range(400)]
+    affine = torch.tensor([not torch.allclose(d["theta"], torch.eye(3)) for d in draws])
+    flip = torch.stack([d["flip"] for d in draws])
+    gamma = torch.tensor([float(d["gamma"]) != 1.0 for d in draws])
+    noise = torch.stack([d["noise_std"] > 0 for d in draws])
+    blur = torch.stack([d["blur"].gt(0).all() for d in draws])
+    assert not (affine & flip).any() and 0.22 < affine.float().mean() < 0.38
+    assert 0.09 < flip.float().mean() < 0.21  # chosen 0.3, then flipped with p 0.5
+    assert (gamma.int() + noise.int() + blur.int()).max() <= 1
+    for chosen in (gamma, noise, blur):
+        assert 0.13 < chosen.float().mean() < 0.27
+    assert all(not d["bias"].any() for d in draws)
+
+
+def test_per_axis_affine_zooms_each_axis_by_its_own_factor():
+    # official app/mae/transforms.py: "tio.RandomAffine(scales=self.random_resize_aspect_ratio,
+    # degrees=self.rot_degree)" with "random_resize_aspect_ratio: [0.9, 1.1]" (configs/pretrain)
+    cfg = AugmentConfig(affine_rule="per_axis", rotation_deg=0.0)
+    chain = build_augment(cfg)
+    scales = torch.stack([draw_augment(chain, s, (1, 8, 8, 8))["theta"].diagonal()
+                          for s in range(200)])
+    assert (scales >= 1 / 1.1 - 1e-6).all() and (scales <= 1 / 0.9 + 1e-6).all()
+    assert (scales.std(dim=0) > 0.03).all()  # depth zoomed too, each axis on its own
+    assert abs(float(torch.corrcoef(scales.T)[0, 1])) < 0.3
+    area = torch.stack([draw_augment(build_augment(AugmentConfig(rotation_deg=0.0)), s,
+                                     (1, 8, 8, 8))["theta"].diagonal() for s in range(20)])
+    assert torch.all(area[:, 2] == 1.0)  # the area rule keeps depth (theta's z row)
 
 
 def test_on_device_items_carry_parameters_and_augment_to_the_same_batch(smoke_data):
@@ -158,6 +233,39 @@ def test_on_device_items_carry_parameters_and_augment_to_the_same_batch(smoke_da
     evaluated = CachedVolumeDataset(cache, train=False, preprocess=cfg.preprocess,
                                     augment=AugmentConfig(on_device=True))
     assert "augment" not in evaluated[0]  # evaluation never augments
+
+
+def test_official_intensity_zscores_after_augmenting_in_the_loader_and_on_the_device(tmp_path):
+    # official src/datasets/mri_dataset.py, __getitem__:
+    #   "padded_volume = self.transform(padded_volume)" then
+    #   "volume = self.intensity_normalize(padded_volume)"
+    data = np.zeros((18, 20, 16), np.float32)
+    data[3:15, 4:16, 3:13] = np.random.default_rng(1).gamma(4.0, 50.0, (12, 12, 10))
+    for name, array in (("a", data), ("a_mask", (data > 0).astype(np.uint8))):
+        nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / f"{name}.nii.gz"))
+    entries = pd.DataFrame({"scan_uid": ["a", "b"], "path": ["a.nii.gz"] * 2})
+    cfg = PreprocessConfig(crop_size=12, depth=10, intensity="official")
+
+    def dataset(augment):
+        items = NiftiVolumeDataset(entries, tmp_path, True, cfg, augment=augment, seed=2)
+        items.set_epoch(1)
+        return items
+
+    in_loader, on_device = dataset(AugmentConfig()), dataset(AugmentConfig(on_device=True))
+    expected = next(iter(DataLoader(in_loader, batch_size=2)))["image"]
+    deferred = next(iter(DataLoader(on_device, batch_size=2)))
+    assert bool(deferred["augment"]["zscore"].all())
+    assert torch.allclose(batch_to_device(deferred, "cpu")["image"], expected, atol=1e-5)
+    assert expected.mean(dim=(2, 3, 4)).abs().max() < 1e-5
+    assert torch.allclose(expected.std(dim=(2, 3, 4)), torch.ones(2, 1), atol=1e-4)
+    raw = deferred["image"][0]  # clipped and resized, in the scanner's units
+    assert raw.std() > 10
+    chain, (_, seed) = build_augment(AugmentConfig()), item_seeds(2, 1, 0)
+    assert torch.allclose(expected[0], zscore(apply_augment(raw, chain, seed)), atol=1e-5)
+    # z-scoring first, as the brain rule's cache does, gives another volume
+    assert not torch.allclose(expected[0], apply_augment(zscore(raw), chain, seed), atol=1e-2)
+    plain = dataset(None)[0]["image"]
+    assert abs(plain.mean()) < 1e-5 and abs(plain.std() - 1) < 1e-4  # no augmentation: z-scored
 
 
 def test_the_paper_profile_augments_on_the_device_and_the_others_in_the_loader():

@@ -123,6 +123,42 @@ def test_dataset_rejects_cache_of_other_deterministic_config(cohort, tmp_path):
         )
 
 
+def test_cache_records_its_intensity_rule_and_refuses_the_other(cohort, tmp_path):
+    # official src/datasets/mri_dataset.py clips and z-scores per item ("volume =
+    # self.clip_intensity_percentile(volume, ...)", "volume = self.intensity_normalize(...)"):
+    # its cache holds the stripped box in the scanner's units
+    root, entries = cohort
+    official = replace(CFG, intensity="official")
+    brain = build_cache(entries, root, tmp_path / "brain", CFG, progress=False)
+    kept = build_cache(entries, root, tmp_path / "official", official, progress=False)
+    assert set(brain["intensity"]) == {"brain"} and set(kept["intensity"]) == {"official"}
+    assert set(brain["key"]).isdisjoint(kept["key"])
+    row = kept.iloc[0]
+    direct = deterministic_stage(root / row.path, official, row.modality, root / "iso_mask.nii.gz")
+    assert np.array_equal(np.load(tmp_path / "official" / row.file), direct.data.astype(np.float16))
+    assert direct.data.max() > 50  # not z-scored
+    with pytest.raises(ValueError, match="cached with preprocess.intensity=brain.*=official"):
+        CachedVolumeDataset(tmp_path / "brain", preprocess=official)
+    with pytest.raises(ValueError, match="cached with preprocess.intensity=official.*=brain"):
+        CachedVolumeDataset(tmp_path / "official", preprocess=CFG)
+    # an index written before the rule was recorded was built with the brain rule
+    path = tmp_path / "brain" / "index.csv"
+    pd.read_csv(path, dtype=str).drop(columns="intensity").to_csv(path, index=False)
+    assert set(read_index(tmp_path / "brain")["intensity"]) == {"brain"}
+    assert len(CachedVolumeDataset(tmp_path / "brain", preprocess=CFG, train=False)) == 3
+
+
+def test_values_beyond_the_cache_dtype_fail_the_scan(cohort, tmp_path):
+    root, entries = cohort
+    image = nib.load(root / "iso.nii.gz")
+    loud = nib.Nifti1Image(np.asarray(image.dataobj) * 1000.0, image.affine)
+    nib.save(loud, str(root / "iso.nii.gz"))  # the brain near 1e5: over float16's 65504
+    index = build_cache(entries, root, tmp_path / "cache", replace(CFG, intensity="official"),
+                        progress=False)
+    assert list(index["status"]) == ["failed", "ok", "ok"]
+    assert index["reason"].iloc[0] == "cache_dtype_overflow" and "float32" in index["detail"].iloc[0]
+
+
 def test_items_and_workers_reproducible(cohort, tmp_path):
     root, entries = cohort
     build_cache(entries, root, tmp_path / "cache", CFG, progress=False)

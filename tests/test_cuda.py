@@ -183,3 +183,16 @@ def test_batch_augmentation_on_cuda_matches_the_cpu():
     # the noise: a CUDA generator's stream, with each volume's drawn std
     noise = batch_to_device(batch, CUDA)["image"] - on_gpu
     assert torch.allclose(noise.flatten(1).std(dim=1).cpu(), batch["augment"]["noise_std"], rtol=0.05)
+
+
+def test_official_batch_augmentation_on_cuda_matches_the_cpu():
+    # the paper profile's path: per-axis affine, flip, blur, then the official per-volume z-score
+    cfg = AugmentConfig(affine_rule="per_axis", flip_prob=1.0, blur_sigma=(0.5, 1.0), noise_std=0.0)
+    chain = build_augment(cfg)
+    images = torch.nn.functional.avg_pool3d(torch.rand(4, 1, 24, 32, 32), 5, 1, 2) * 300
+    params = [draw_augment(chain, seed, tuple(images.shape[1:]), zscore=True) for seed in range(4)]
+    batch = {"image": images, "augment": {k: torch.stack([p[k] for p in params]) for k in PARAM_NAMES}}
+    with exact_float32():
+        on_gpu, on_cpu = batch_to_device(batch, CUDA)["image"], batch_to_device(batch, "cpu")["image"]
+    assert on_gpu.device.type == "cuda" and torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
+    assert torch.allclose(on_cpu.std(dim=(2, 3, 4)), torch.ones(4, 1), atol=1e-4)

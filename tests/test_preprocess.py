@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from neurossl.config import AugmentConfig, PreprocessConfig
+from neurossl.config import AugmentConfig, PreprocessConfig, load_config
 
 from neurossl.data.augment import build_augment
 from neurossl.data.dataset import NiftiVolumeDataset
@@ -26,8 +26,10 @@ from neurossl.data.preprocess import (
     ct_window_channels,
     deterministic_stage,
     item_stage,
+    resize,
     slice_axis,
     through_plane_axis,
+    zscore,
 )
 
 SMALL = PreprocessConfig(crop_size=16, depth=12)
@@ -115,6 +117,48 @@ def test_clip_and_zscore_statistics_inside_mask(tmp_path):
     assert np.mean(inside >= inside.max() - 1e-6) >= 0.009  # the top 1% sits at the clip value
 
 
+def test_official_intensity_strips_then_clips_the_box_before_resizing(tmp_path):
+    # official src/datasets/mri_dataset.py, on the BET-stripped, bbox- and square-cropped array:
+    #   "lower_bound = np.percentile(volume, lower_percentile)" (zeros included), in
+    #   "volume = self.clip_intensity_percentile(volume, lower_percentile=1, upper_percentile=99)"
+    #   then "volume = self.resize(volume, crop_sizes=..., target_slices=self.frames_per_clip)"
+    cfg = replace(SMALL, intensity="official")
+    scan = write_scan(tmp_path, "s", (40, 44, 36), (1.0, 1.0, 1.0))
+    ras, brain = phantom((40, 44, 36))
+    prep = deterministic_stage(scan, cfg)
+    assert np.array_equal(prep.data, crop(np.where(brain, ras, 0), prep.bbox))  # scanner units
+    block = np.moveaxis(prep.data, 2, 0)  # eval_axis axial; square crop of (R, A), centred
+    side = min(block.shape[1:])
+    rows, cols = [(n - side) // 2 for n in block.shape[1:]]
+    block = block[:, rows:rows + side, cols:cols + side]
+    lo, hi = np.percentile(block, (1, 99))
+    assert lo == 0 and (block == 0).mean() > 0.01  # the background's zeros count
+    clipped = torch.from_numpy(np.clip(block, lo, hi).astype(np.float32))[None]
+    image = item_stage(prep.data, prep.depth_axis, "T1w", cfg, defer_zscore=True)
+    assert torch.allclose(image, resize(clipped, 12, 16), atol=1e-4)
+    assert not torch.allclose(image, resize(torch.from_numpy(block)[None], 12, 16).clamp(lo, hi),
+                              atol=1e-2)  # clipping after resizing would differ
+    # the brain rule: its own statistics inside the mask, background exactly 0
+    assert (item_stage(deterministic_stage(scan, SMALL).data, None, "T1w", SMALL) == 0).any()
+
+
+def test_official_zscore_standardises_the_whole_volume():
+    # official src/datasets/mri_dataset.py, intensity_normalize:
+    #   "volume_std = torch.std(volume, dim=(0, 1, 2))"
+    #   "volume = (volume - volume_mean) / (volume_std + epsilon)"
+    data = np.zeros((20, 24, 28), np.float32)
+    data[4:16, 5:19, 6:22] = np.random.default_rng(0).gamma(4.0, 50.0, (12, 14, 16))
+    cfg = replace(PreprocessConfig(crop_size=20, depth=28), intensity="official")
+    image = item_stage(data, 2, "T1w", cfg)  # square crop 20 x 20 of (R, A), no resizing
+    block = np.moveaxis(data[:, 2:22, :], 2, 0).astype(np.float64)
+    block = np.clip(block, *np.percentile(block, (1, 99)))
+    expected = (block - block.mean()) / (block.std(ddof=1) + 1e-8)
+    assert torch.allclose(image[0], torch.from_numpy(expected).float(), atol=1e-4)
+    assert image[0, 0, 0, 0] < 0  # background standardised with the rest, not 0
+    flat = torch.full((1, 2, 3, 4), 7.0)
+    assert torch.equal(zscore(flat), torch.zeros_like(flat))  # std 0 taken as 1
+
+
 @pytest.mark.parametrize("order, thick_ras_axis", [("ASR", 2), ("LPS", 0), ("RAS", 1)])
 def test_anisotropic_depth_is_thick_axis_whatever_storage(tmp_path, order, thick_ras_axis):
     shape, spacing = [40, 40, 40], [1.0, 1.0, 1.0]
@@ -145,6 +189,47 @@ def test_isotropic_slice_axis_fixed_at_eval_random_in_training():
     assert slice_axis(1, SMALL, np.random.default_rng(0)) == 1  # anisotropic ignores the rng
     with pytest.raises(ValueError, match="eval_axis"):
         slice_axis(None, replace(SMALL, eval_axis="oblique"), rng=None)
+
+
+def test_official_axis_rule_decides_from_the_cropped_shape():
+    # official src/datasets/mri_dataset.py: "temporal_axis = np.argsort(dims)[0]"
+    # official src/datasets/mri_dataset.py:
+    #   "if self.training and np.max(dims) / np.min(dims) < threshold_isotropy:"
+    cfg = replace(SMALL, axis_rule="official")
+    thin = (40, 20, 40)  # ratio 2 in voxel counts; isotropic spacing gives the spacing rule None
+    assert slice_axis(None, cfg, None, thin) == 1 and slice_axis(2, cfg, None, thin) == 1
+    assert slice_axis(None, SMALL, None, thin) == SLICE_AXES["axial"]
+    assert {slice_axis(None, cfg, np.random.default_rng(s), thin) for s in range(10)} == {1}
+    near = (30, 28, 32)
+    assert {slice_axis(None, cfg, np.random.default_rng(s), near) for s in range(30)} == {0, 1, 2}
+    assert slice_axis(None, cfg, None, near) == 1  # eval: the fewest voxels, near-isotropic too
+    # ties as the official (S, R, A)-ordered array sorts them: S, then R, then A
+    assert slice_axis(None, cfg, None, (30, 30, 30)) == 2
+    assert slice_axis(None, cfg, None, (28, 30, 29)) == 0
+    data = np.random.default_rng(0).normal(size=(20, 24, 28)).astype(np.float32)
+    image = item_stage(data, 2, "T1w", replace(cfg, crop_size=24, depth=20))
+    expected = data[:, :, 2:26]  # depth = R (fewest voxels), centred 24 x 24 square of (A, S)
+    assert torch.allclose(image[0], torch.from_numpy(expected), atol=1e-5)
+
+
+def test_random_eval_crop_is_fixed_per_seed_and_index(tmp_path):
+    # official src/datasets/mri_dataset.py (run alike in training and evaluation):
+    #   "start_h = random.randint(0, h - min_dim) if h > w else 0"
+    write_scan(tmp_path, "a", (36, 48, 12), (1.0, 1.0, 3.0))
+    entries = pd.DataFrame({"scan_uid": list("abcd"), "path": ["a.nii.gz"] * 4})
+    cfg = replace(SMALL, eval_crop="random")
+
+    def images(preprocess, seed, epoch=0):
+        dataset = NiftiVolumeDataset(entries, tmp_path, False, preprocess, augment=None, seed=seed)
+        dataset.set_epoch(epoch)
+        return [dataset[i]["image"] for i in range(len(entries))]
+
+    first = images(cfg, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(first, images(cfg, seed=3, epoch=5)))
+    assert any(not torch.equal(first[0], other) for other in first[1:])  # offsets per index
+    assert any(not torch.equal(a, b) for a, b in zip(first, images(cfg, seed=4)))
+    centred = images(SMALL, seed=3)
+    assert all(torch.equal(centred[0], other) for other in centred[1:] + images(SMALL, seed=4))
 
 
 def test_eval_axis_selects_the_volume_permutation():
@@ -217,3 +302,21 @@ def test_augmentations_only_in_training(tmp_path):
     augmented.set_epoch(1)
     assert not torch.equal(first, augmented[0]["image"])  # a new epoch draws anew
     assert build_augment(AugmentConfig(enabled=False)) is None
+
+
+def test_the_paper_profile_preprocesses_as_the_official_loader_and_the_others_as_before():
+    paper = load_config("paper")
+    assert (paper.preprocess.intensity, paper.preprocess.axis_rule, paper.preprocess.eval_crop) == (
+        "official", "official", "random")
+    augment = paper.augment
+    assert (augment.policy, augment.affine_rule, augment.flip_prob, augment.bias_coeff) == (
+        "one_of", "per_axis", 0.5, 0.0)
+    assert augment.blur_sigma == (0.01, 0.02) and augment.spatial_weights == (0.3, 0.3, 0.4)
+    assert augment.intensity_weights == (0.0, 0.2, 0.2, 0.2, 0.4)
+    for name in ("demo", "smoke"):
+        cfg = load_config(name)
+        assert (cfg.preprocess.intensity, cfg.preprocess.axis_rule, cfg.preprocess.eval_crop) == (
+            "brain", "spacing", "centre")
+        augment = cfg.augment
+        assert (augment.policy, augment.affine_rule, augment.flip_prob) == ("all", "area", 0.0)
+        assert augment.blur_sigma == (0.0, 0.0) and augment.bias_coeff == 0.1

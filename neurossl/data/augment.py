@@ -1,21 +1,39 @@
 """Training augmentations of the official release, as MONAI transforms on ``(C, D, H, W)``.
 
-Mapping from the official names (``AugmentConfig`` field; the official code uses TorchIO) to MONAI:
+Mapping from the official names (``AugmentConfig`` field; the official code uses TorchIO,
+``app/mae/transforms.py`` and ``app/vjepa/transforms.py`` alike) to MONAI:
 
 - rotation 10 degrees (``rotation_deg``; ``tio.RandomAffine(degrees)``) ->
   :class:`RandScaleAspectRotate`, each of the three angles ~ U(-deg, deg), applied with
   MONAI's rotation and scale matrices (:func:`resample_affine`);
-- scale 0.9-1.0 (``scale``; V-JEPA's ``random_resize_scale``, the kept share of the in-plane
-  area) -> the same transform: in-plane grid scales whose product ``s`` ~ U(scale), a zoom-in as
-  with a random-resized crop;
-- aspect ratio 0.9-1.1 (``aspect_ratio``; ``random_resize_aspect_ratio``, width / height of the
-  kept area) -> the same transform: ``grid_w / grid_h = r`` ~ U(aspect_ratio);
+- ``affine_rule: area``: scale 0.9-1.0 (``scale``; V-JEPA's ``random_resize_scale``, the kept
+  share of the in-plane area) -> in-plane grid scales whose product ``s`` ~ U(scale), a zoom-in
+  as with a random-resized crop; aspect ratio 0.9-1.1 (``aspect_ratio``;
+  ``random_resize_aspect_ratio``, width / height of the kept area) -> ``grid_w / grid_h = r``
+  ~ U(aspect_ratio);
+- ``affine_rule: per_axis``, what the official code does with those two settings:
+  ``tio.RandomAffine(scales=random_resize_aspect_ratio)`` zooms each of the three axes by its own
+  factor ~ U(aspect_ratio) (grid scale = 1 / factor); ``random_resize_scale`` feeds only a crop
+  the official code leaves commented out;
+- left-right flip (``flip_prob``; ``tio.RandomFlip(axes=('LR',))``, flip probability 0.5) ->
+  ``RandFlip(spatial_axis=1)``: TorchIO's 'LR' on the official identity-affine tensor is its first
+  in-plane axis, here H (left-right when depth is axial);
 - bias 0.1 (``bias_coeff``; ``tio.RandomBiasField(coefficients=0.1)``, coefficients
-  ~ U(-0.1, 0.1)) -> ``RandBiasField(coeff_range=(-c, c))``;
+  ~ U(-0.1, 0.1); the official transforms leave it commented out) ->
+  ``RandBiasField(coeff_range=(-c, c))``;
 - gamma 0.1 (``gamma``; ``tio.RandomGamma(log_gamma=(-0.1, 0.1))``) ->
-  ``RandAdjustContrast(gamma=(1 - g, 1 + g))`` (exp(+-0.1) ~ 1 +- 0.1);
+  ``RandAdjustContrast(gamma=(1 - g, 1 + g))`` (exp(+-0.1) ~ 1 +- 0.1; on a volume whose minimum
+  is 0 its min-max gamma is TorchIO's ``x ** gamma`` times a constant);
+- blur (``blur_sigma``; ``tio.RandomBlur(std=(0.01, 0.02))``, the default the official training
+  scripts keep, in voxels on its identity-affine tensor) -> ``RandGaussianSmooth`` with each
+  axis' sigma ~ U(blur_sigma); sigmas this small leave a volume as it is, in both libraries;
 - additive noise 0.01 (``noise_std``; ``tio.RandomNoise(std=0.01)``) ->
-  ``RandGaussianNoise(mean=0, std)`` (MONAI draws the std in [0, std]).
+  ``RandGaussianNoise(mean=0, std)`` (MONAI draws the std in [0, std], as TorchIO).
+
+Which of them an item gets (``policy``): ``all`` applies every one (the flip with
+``flip_prob``); ``one_of``, as the official ``tio.OneOf`` pair, one spatial transform (affine,
+flip or none, by ``spatial_weights``) and one intensity transform (bias, gamma, noise, blur or
+none, by ``intensity_weights``) per item (:class:`RandSelect`).
 
 MONAI draws every parameter (its transforms' own ``randomize`` on their own RandomStates, so
 the distributions are MONAI's); the arithmetic is :mod:`neurossl.data.augment_ops`, batched torch
@@ -27,10 +45,9 @@ drawn by torch from a seed MONAI's generator draws. The loader workers apply it 
 their drawn parameters instead and the trainer applies them to the whole batch on its device
 (:func:`neurossl.data.dataset.batch_to_device`), with the same result on the CPU.
 
-All are applied to every training item (prob 1), spatial first, then intensity; the official
-MAE transforms (``app/mae/transforms.py``) draw one spatial and one intensity transform per item
-(``tio.OneOf``). Spatial padding is 0,
-the value of the background after preprocessing (stripped MRI, CT below every window).
+Spatial transforms come first, then the intensity ones. Spatial padding is 0, the value of the
+background after preprocessing (stripped MRI, CT below every window; TorchIO pads with the
+volume's minimum, 0 on a stripped volume).
 Reproducibility: :func:`draw_augment` reseeds the whole chain from the item's seed, so an
 item's augmentation depends only on (seed, epoch, index), never on the worker that draws it nor
 on where it is applied (loader or training device).
@@ -46,7 +63,9 @@ from monai.transforms import (
     Compose,
     RandAdjustContrast,
     RandBiasField,
+    RandFlip,
     RandGaussianNoise,
+    RandGaussianSmooth,
     RandomizableTransform,
 )
 from monai.transforms.utils import create_rotate, create_scale
@@ -59,7 +78,8 @@ class RandScaleAspectRotate(RandomizableTransform):
     """Random in-plane scale + aspect ratio and 3-D rotation of a ``(C, D, H, W)`` tensor.
 
     Grid scales (MONAI's ``Affine`` convention: < 1 zooms in): depth 1,
-    ``h = sqrt(s / r)``, ``w = sqrt(s * r)`` so that ``h * w = s`` and ``w / h = r``.
+    ``h = sqrt(s / r)``, ``w = sqrt(s * r)`` so that ``h * w = s`` and ``w / h = r``; with
+    ``per_axis``, ``1 / z`` for a zoom ``z`` ~ U(aspect_ratio) drawn per axis (TorchIO's scales).
     """
 
     def __init__(
@@ -68,20 +88,25 @@ class RandScaleAspectRotate(RandomizableTransform):
         aspect_ratio: tuple[float, float],
         rotation_deg: float,
         prob: float = 1.0,
+        per_axis: bool = False,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         self.scale = scale
         self.aspect_ratio = aspect_ratio
         self.rotation_rad = math.radians(rotation_deg)
+        self.per_axis = per_axis
         self._grid = (1.0, 1.0, 1.0)
         self._angles = (0.0, 0.0, 0.0)
 
     def randomize(self, data: object = None) -> None:
         """Draw scale, aspect ratio and the three angles from this transform's RandomState."""
         super().randomize(None)
-        s = self.R.uniform(*self.scale)
-        r = self.R.uniform(*self.aspect_ratio)
-        self._grid = (1.0, math.sqrt(s / r), math.sqrt(s * r))
+        if self.per_axis:
+            self._grid = tuple((1.0 / self.R.uniform(*self.aspect_ratio, 3)).tolist())
+        else:
+            s = self.R.uniform(*self.scale)
+            r = self.R.uniform(*self.aspect_ratio)
+            self._grid = (1.0, math.sqrt(s / r), math.sqrt(s * r))
         self._angles = tuple(self.R.uniform(-self.rotation_rad, self.rotation_rad, 3).tolist())
 
     def matrix(self) -> np.ndarray:
@@ -98,6 +123,46 @@ class RandScaleAspectRotate(RandomizableTransform):
         image = torch.as_tensor(img, dtype=torch.float32)
         theta = affine_theta(self.matrix(), tuple(image.shape[1:]))
         return resample_affine(image[None], theta[None])[0]
+
+
+SPATIAL = ("affine", "flip", "none")
+INTENSITY = ("bias", "gamma", "noise", "blur", "none")
+
+
+class RandSelect(RandomizableTransform):
+    """Which transforms an item gets; draws only, its call leaves an image as it is.
+
+    ``all``: every one. ``one_of``: one of :data:`SPATIAL` by ``spatial_weights`` and one of
+    :data:`INTENSITY` by ``intensity_weights`` (each normalised to sum 1), as ``tio.OneOf``.
+    """
+
+    def __init__(self, policy: str, spatial_weights: tuple[float, ...],
+                 intensity_weights: tuple[float, ...]) -> None:
+        RandomizableTransform.__init__(self, 1.0)
+        self.policy = policy
+        self.weights = [normalised(spatial_weights, SPATIAL),
+                        normalised(intensity_weights, INTENSITY)]
+        self.kept = set(SPATIAL + INTENSITY)
+
+    def randomize(self, data: object = None) -> None:
+        """Draw this item's spatial and intensity transform (``one_of``)."""
+        if self.policy == "all":
+            return
+        self.kept = {names[self.R.choice(len(names), p=p)]
+                     for names, p in zip((SPATIAL, INTENSITY), self.weights)}
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        """The image unchanged: :func:`draw_augment` reads :attr:`kept`."""
+        return img
+
+
+def normalised(weights: tuple[float, ...], names: tuple[str, ...]) -> np.ndarray:
+    """``weights`` (one per name) as probabilities; ValueError unless >= 0 with a positive sum."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (len(names),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights for {names} must be {len(names)} values >= 0 with a positive "
+                         f"sum, got {weights}")
+    return w / w.sum()
 
 
 def affine_theta(matrix: np.ndarray, size: tuple[int, int, int]) -> torch.Tensor:
@@ -154,54 +219,78 @@ def build_augment(cfg: AugmentConfig | None) -> Compose | None:
     or None when disabled / not given."""
     if cfg is None or not cfg.enabled:
         return None
+    per_axis = cfg.affine_rule == "per_axis"
+    blur = {f"sigma_{axis}": cfg.blur_sigma for axis in "xyz"}
+    # Compose seeds its members in list order: later additions go last, so that a config
+    # without them draws exactly as before they existed
     return Compose(
         [
-            RandScaleAspectRotate(cfg.scale, cfg.aspect_ratio, cfg.rotation_deg),
+            RandScaleAspectRotate(cfg.scale, cfg.aspect_ratio, cfg.rotation_deg, per_axis=per_axis),
             RandBiasField(coeff_range=(-cfg.bias_coeff, cfg.bias_coeff), prob=1.0),
             RandAdjustContrast(gamma=(1.0 - cfg.gamma, 1.0 + cfg.gamma), prob=1.0),
             SeededRandGaussianNoise(mean=0.0, std=cfg.noise_std, prob=1.0),
+            RandFlip(prob=cfg.flip_prob, spatial_axis=1),
+            RandGaussianSmooth(**blur, prob=1.0),
+            RandSelect(cfg.policy, cfg.spatial_weights, cfg.intensity_weights),
         ]
     )
 
 
-def draw_augment(chain: Compose, seed: int, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+def draw_augment(
+    chain: Compose, seed: int, shape: tuple[int, ...], zscore: bool = False
+) -> dict[str, torch.Tensor]:
     """Draw one item's augmentation parameters.
 
     Args:
         chain: from :func:`build_augment`; reseeded here, so its previous state never matters.
         seed: the item's seed (0 <= seed < 2**32).
         shape: the item's ``(C, D, H, W)``.
+        zscore: z-score the item after augmenting it (``preprocess.intensity: official``).
     Returns:
         :data:`neurossl.data.augment_ops.PARAM_NAMES` -> tensors (``theta (3, 3)``,
-        ``bias (4, 4, 4)``, scalars), on the CPU; stacked over items they feed
+        ``bias (4, 4, 4)``, ``blur (3,)``, scalars), on the CPU; a transform the item does not
+        get (``policy: one_of``) as its identity; stacked over items they feed
         :func:`~neurossl.data.augment_ops.apply_augment_params`.
     """
     chain.set_random_state(seed=int(seed) % (2**32))
-    spatial, bias, contrast, noise = chain.transforms
+    spatial, bias, contrast, noise, flip, blur, select = chain.transforms
     spatial.randomize()
     bias.randomize(img_size=shape[1:])
     contrast.randomize()
     noise.randomize()
+    flip.randomize(None)
+    blur.randomize()
+    select.randomize()
+    kept = select.kept
     return {
-        "theta": affine_theta(spatial.matrix(), tuple(shape[1:])),
-        "bias": (bias_table(bias._coeff, bias.degree) if bias._do_transform
+        "theta": (affine_theta(spatial.matrix(), tuple(shape[1:])) if "affine" in kept
+                  else torch.eye(3)),
+        "flip": torch.tensor(bool(flip._do_transform and "flip" in kept)),
+        "bias": (bias_table(bias._coeff, bias.degree) if bias._do_transform and "bias" in kept
                  else torch.zeros((bias.degree + 1,) * 3)),
-        "gamma": torch.tensor(contrast.gamma_value if contrast._do_transform else 1.0),
-        "noise_std": torch.tensor(float(noise.std_value)),
+        "gamma": torch.tensor(contrast.gamma_value if contrast._do_transform and "gamma" in kept
+                              else 1.0),
+        "blur": torch.tensor([blur.x, blur.y, blur.z] if "blur" in kept else [0.0] * 3,
+                             dtype=torch.float32),
+        "noise_std": torch.tensor(float(noise.std_value) if "noise" in kept else 0.0),
         "noise_seed": torch.tensor(noise.seed, dtype=torch.int64),
+        "zscore": torch.tensor(bool(zscore)),
     }
 
 
-def apply_augment(image: torch.Tensor, chain: Compose, seed: int) -> torch.Tensor:
+def apply_augment(
+    image: torch.Tensor, chain: Compose, seed: int, zscore: bool = False
+) -> torch.Tensor:
     """Augment one item reproducibly (on its device).
 
     Args:
         image: ``(C, D, H, W)`` float32.
         chain: from :func:`build_augment`; reseeded here, so its previous state never matters.
         seed: the item's seed (0 <= seed < 2**32).
+        zscore: z-score it afterwards (``preprocess.intensity: official``).
     Returns:
         ``(C, D, H, W)`` float32 plain tensor.
     """
-    params = draw_augment(chain, seed, tuple(image.shape))
+    params = draw_augment(chain, seed, tuple(image.shape), zscore)
     batch = {name: value[None] for name, value in params.items()}
     return apply_augment_params(torch.as_tensor(image)[None], batch)[0].contiguous()

@@ -11,11 +11,17 @@ An item's parameters (:func:`apply_augment_params` takes them stacked over the b
 
 - ``theta`` ``(3, 3)``: output -> input point in ``grid_sample``'s normalised ``(x, y, z)``
   coordinates (no translation: the rotation and scales act about the volume's centre);
+- ``flip`` ``()`` bool: mirror the first in-plane axis (H);
 - ``bias`` ``(k, k, k)``: Legendre coefficients of the log bias field, ``[i, j, k]`` for degree
   ``i`` along D, ``j`` along H, ``k`` along W (zero where ``i + j + k`` exceeds the degree);
 - ``gamma`` ``()``: the contrast exponent on the min-max-normalised volume;
+- ``blur`` ``(3,)``: Gaussian sigmas along (D, H, W) in voxels, MONAI's ``GaussianSmooth``
+  (zeros: no blur);
 - ``noise_std`` ``()`` and ``noise_seed`` ``()``: additive Gaussian noise, drawn by a torch
-  generator seeded per item (on CUDA a different but equally distributed stream than on CPU).
+  generator seeded per item (on CUDA a different but equally distributed stream than on CPU);
+- ``zscore`` ``()`` bool: not an augmentation but the step after it, the per-volume
+  :func:`~neurossl.data.preprocess.zscore` of ``preprocess.intensity: official``, carried with
+  the parameters so that it runs wherever the augmentation runs.
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.networks.layers import GaussianFilter
 
-PARAM_NAMES = ("theta", "bias", "gamma", "noise_std", "noise_seed")
+from neurossl.data.preprocess import zscore
+
+PARAM_NAMES = ("theta", "flip", "bias", "gamma", "blur", "noise_std", "noise_seed", "zscore")
 CONTRAST_EPS = 1e-7  # as monai.transforms.AdjustContrast
 
 
@@ -87,6 +96,20 @@ def adjust_contrast(images: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     return ((images - low) / (span + CONTRAST_EPS)).pow(exponent) * span + low
 
 
+def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """MONAI's ``GaussianSmooth`` per volume, with its own sigmas.
+
+    Args:
+        images: ``(B, C, D, H, W)``.
+        sigmas: ``(B, 3)`` along (D, H, W), in voxels; a row of zeros leaves its volume as it is.
+    Returns:
+        ``(B, C, D, H, W)`` (a loop over the volumes that blur).
+    """
+    rows = [GaussianFilter(3, [s.to(images.device) for s in sigma], approx="erf")(image[None])[0]
+            if bool((sigma > 0).all()) else image for image, sigma in zip(images, sigmas.float())]
+    return torch.stack(rows)
+
+
 def gaussian_noise(like: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
     """``(B, ...)`` standard normal noise, row ``i`` drawn from a generator seeded ``seeds[i]``
     (a loop over the volumes, each drawn on ``like``'s device)."""
@@ -97,7 +120,8 @@ def gaussian_noise(like: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
 
 
 def apply_augment_params(images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Augment a batch with its items' drawn parameters: affine, bias field, contrast, noise.
+    """Augment a batch with its items' drawn parameters: affine, flip, bias field, contrast,
+    blur, noise; then z-score the items whose ``zscore`` is set.
 
     Args:
         images: ``(B, C, D, H, W)`` float32, on any device.
@@ -108,8 +132,18 @@ def apply_augment_params(images: torch.Tensor, params: dict[str, torch.Tensor]) 
         ``(B, C, D, H, W)`` float32 on ``images``' device.
     """
     device = images.device
-    x = resample_affine(images.float(), params["theta"].to(device))
+    theta = params["theta"].to(device)
+    # items the affine leaves as they are (policy one_of) pass through exactly, not resampled
+    kept = (theta == torch.eye(3, device=device)).flatten(1).all(1).view(-1, *[1] * 4)
+    x = images.float()
+    if not bool(kept.all()):
+        x = torch.where(kept, x, resample_affine(x, theta))
+    flip = params["flip"].to(device).view(-1, *[1] * (x.dim() - 1))
+    x = torch.where(flip, x.flip(3), x) if bool(flip.any()) else x
     x = x * log_bias_field(params["bias"].to(device), tuple(x.shape[2:])).exp().unsqueeze(1)
     x = adjust_contrast(x, params["gamma"].to(device))
+    x = gaussian_blur(x, params["blur"]) if bool(params["blur"].any()) else x
     std = params["noise_std"].to(device=device, dtype=x.dtype).view(-1, *[1] * (x.dim() - 1))
-    return x + gaussian_noise(x, params["noise_seed"].cpu()) * std
+    x = x + gaussian_noise(x, params["noise_seed"].cpu()) * std if bool(std.any()) else x
+    standardise = params["zscore"].to(device).view(-1, *[1] * (x.dim() - 1))
+    return torch.where(standardise, zscore(x), x) if bool(standardise.any()) else x

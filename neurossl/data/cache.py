@@ -32,11 +32,16 @@ from neurossl.config import PreprocessConfig
 from neurossl.data.io import MISSING, VolumeError, mask_path_for
 from neurossl.data.preprocess import deterministic_stage, is_ct
 
+CACHE_OVERFLOW = "cache_dtype_overflow"  # reason code, in the style of neurossl.data.io's
 INDEX_FILE = "index.csv"
 VOLUMES_DIR = "volumes"
 # Bump when the deterministic stage's output changes for the same inputs and config.
 CACHE_FORMAT = 1
 DETERMINISTIC_FIELDS = ("margin", "clip_percentiles", "isotropy_ratio", "mask", "cache_dtype")
+# Deterministic fields added later -> the value every cache built before them had. They enter the
+# hash only when they differ from it, so that those caches stay valid; an index without their
+# column reads back as that value.
+LATER_FIELDS = {"intensity": "brain"}
 CARRIED_COLUMNS = ("subject_id", "session", "dataset", "label", "age", "sex")
 CACHE_DTYPES = ("float16", "float32")
 STATUS_COLUMNS = ("status", "action", "reason", "detail")
@@ -48,19 +53,22 @@ ENTRY_COLUMNS = (
     "depth_axis",
     "mask_method",
     "bbox",
+    "intensity",
     "config_hash",
 )
 # read back as text (labels such as "NC" or "1" stay strings); missing -> ""
 TEXT_COLUMNS = (
     ("scan_uid", "path", "modality", "subject_id", "session", "dataset", "label", "sex")
     + STATUS_COLUMNS
-    + ("key", "file", "mask_method", "config_hash")
+    + ("key", "file", "mask_method", "intensity", "config_hash")
 )
 
 
 def config_hash(cfg: PreprocessConfig) -> str:
     """Hash of the config fields that change the deterministic stage's output (hex, 16 chars)."""
     fields = {name: getattr(cfg, name) for name in DETERMINISTIC_FIELDS}
+    fields.update({name: getattr(cfg, name) for name, before in LATER_FIELDS.items()
+                   if getattr(cfg, name) != before})
     fields["format"] = CACHE_FORMAT
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -128,6 +136,10 @@ def compute_entry(
 ) -> dict:
     """Run the deterministic stage, store array + metadata under ``key``; return the metadata."""
     prep = deterministic_stage(scan, cfg, modality, mask_file)
+    largest = float(np.abs(prep.data).max())
+    if largest > float(np.finfo(cfg.cache_dtype).max):  # scanner units (intensity: official)
+        raise VolumeError(scan, CACHE_OVERFLOW, f"values beyond {cfg.cache_dtype}'s range "
+                          f"(max |x| {largest:.4g}); set preprocess.cache_dtype=float32")
     array = prep.data.astype(cfg.cache_dtype)
     folder = cache_dir / VOLUMES_DIR
     atomic_write(folder / f"{key}.npy", np.save, array)
@@ -140,6 +152,7 @@ def compute_entry(
         "modality": prep.modality,
         "mask_method": prep.mask_method,
         "bbox": json.dumps([list(b) for b in prep.bbox]),
+        "intensity": cfg.intensity,
         "config_hash": config_hash(cfg),
     }
     # metadata last: its presence marks the entry complete (see read_meta)
@@ -160,7 +173,8 @@ def cache_entry(record: dict, root: Path, cache_dir: Path, cfg: PreprocessConfig
     """Cache one entry (a row of ``entries``); returns its index row, ``failed`` on VolumeError."""
     scan = root / text(record["path"])
     modality = text(record.get("modality")) or "MRI"
-    row = {"scan_uid": text(record["scan_uid"]), "path": text(record["path"]), "modality": modality}
+    row = {"scan_uid": text(record["scan_uid"]), "path": text(record["path"]), "modality": modality,
+           "intensity": cfg.intensity}
     row.update(
         {
             col: record[col] if col == "age" else text(record[col])
@@ -205,8 +219,8 @@ def build_cache(
         The index as :func:`read_index` returns it (also written to ``cache_dir/index.csv``):
         one row per entry with ``status`` (ok / failed), ``action`` (computed / skipped /
         failed), ``reason``, ``detail``, ``key``, ``file``, ``shape``, ``spacing``,
-        ``depth_axis``, ``modality``, ``mask_method``, ``bbox``, ``config_hash`` and the
-        carried columns.
+        ``depth_axis``, ``modality``, ``mask_method``, ``bbox``, ``intensity`` (the
+        ``preprocess.intensity`` rule that built it), ``config_hash`` and the carried columns.
     """
     if cfg.cache_dtype not in CACHE_DTYPES:
         raise ValueError(
@@ -237,6 +251,9 @@ def read_index(cache_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{path}: no preprocessing cache here; run build_cache first")
     raw = (*TEXT_COLUMNS, "shape", "spacing", "bbox", "depth_axis")
     index = pd.read_csv(path, dtype={c: str for c in raw})
+    for name, before in LATER_FIELDS.items():
+        values = index[name] if name in index.columns else pd.Series("", index=index.index)
+        index[name] = values.fillna("").replace("", before)
     present = [c for c in raw if c in index.columns]
     index[present] = index[present].fillna("")
     for col in ("shape", "spacing"):

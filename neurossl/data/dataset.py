@@ -11,10 +11,12 @@ only in where the deterministic-stage array comes from:
 
 An item is ``dict(image=(C, D, H, W) float32, scan_uid, subject_id, label, dataset, modality)``
 (strings; ``""`` where unknown); with ``augment.on_device`` a training item also carries
-``augment``, its drawn augmentation parameters, and its image is not yet augmented:
-:func:`batch_to_device` applies them to the whole batch on the training device. Randomness
+``augment``, its drawn augmentation parameters, and its image is not yet augmented (nor, with
+``preprocess.intensity: official``, z-scored): :func:`batch_to_device` applies them to the whole
+batch on the training device. Randomness
 (slice axis, crop offset, augmentations) comes from a seed derived from ``(seed, epoch, index)``,
-so an item is the same whichever DataLoader worker draws it and however many workers there are.
+so an item is the same whichever DataLoader worker draws it and however many workers there are;
+an evaluation item's random crop offset (``preprocess.eval_crop: random``) from ``(seed, index)``.
 Nothing is opened in ``__init__``: each item opens its memmap itself, so datasets pickle cheaply
 into workers and hold no shared mutable state.
 """
@@ -33,7 +35,7 @@ from neurossl.config import AugmentConfig, PreprocessConfig
 from neurossl.data.augment import apply_augment, build_augment, draw_augment
 from neurossl.data.augment_ops import apply_augment_params
 from neurossl.data.cache import config_hash, mask_file_for, read_index, text
-from neurossl.data.preprocess import deterministic_stage, item_stage
+from neurossl.data.preprocess import deterministic_stage, item_stage, zscores_per_item
 
 ITEM_TEXT = ("scan_uid", "subject_id", "label", "dataset", "modality")
 
@@ -43,6 +45,12 @@ def item_seeds(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, 
     sequence = np.random.SeedSequence([seed, epoch, index])
     stage, augment = sequence.spawn(2)
     return np.random.default_rng(stage), int(augment.generate_state(1)[0])
+
+
+def eval_crop_rng(seed: int, index: int) -> np.random.Generator:
+    """The square crop's randomness of one evaluation item (``preprocess.eval_crop: random``):
+    fixed per ``(seed, index)`` whatever the epoch, so an evaluation is reproducible."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
 class VolumeItems(Dataset, ABC):
@@ -83,14 +91,20 @@ class VolumeItems(Dataset, ABC):
         """``(X, Y, Z)`` -> (``(C, D, H, W)`` float32, augmentation parameters or None): item
         stage, then in training the augmentation, applied here unless it is left to the device."""
         if not self.train:
-            return item_stage(data, depth_axis, modality, self.preprocess, rng=None), None
+            crop_rng = (eval_crop_rng(self.seed, index)
+                        if self.preprocess.eval_crop == "random" else None)
+            return item_stage(data, depth_axis, modality, self.preprocess, crop_rng=crop_rng), None
         rng, augment_seed = item_seeds(self.seed, self.epoch, index)
-        image = item_stage(data, depth_axis, modality, self.preprocess, rng=rng)
-        if self.chain is None:
+        augmented = self.chain is not None
+        # the official intensity rule z-scores after augmenting: left to the augmentation step
+        image = item_stage(data, depth_axis, modality, self.preprocess, rng=rng,
+                           defer_zscore=augmented)
+        if not augmented:
             return image, None
+        zscore = zscores_per_item(self.preprocess, modality)
         if self.augment_on_device:
-            return image, draw_augment(self.chain, augment_seed, tuple(image.shape))
-        return apply_augment(image, self.chain, augment_seed), None
+            return image, draw_augment(self.chain, augment_seed, tuple(image.shape), zscore)
+        return apply_augment(image, self.chain, augment_seed, zscore), None
 
     def __getitem__(self, index: int) -> dict:
         """``dict(image=(C, D, H, W) float32, scan_uid, subject_id, label, dataset, modality)``."""
@@ -129,6 +143,7 @@ class CachedVolumeDataset(VolumeItems):
         preprocess = preprocess or PreprocessConfig()
         index = read_index(cache_dir)
         index = select_entries(index[index["status"] == "ok"], scan_uids, cache_dir)
+        check_intensity_rule(index, preprocess, cache_dir)
         stale = index[index["config_hash"] != config_hash(preprocess)]
         if len(stale):
             raise ValueError(
@@ -160,6 +175,19 @@ def batch_to_device(batch: dict, device: torch.device | str) -> dict:
     if "augment" in batch:
         out["image"] = apply_augment_params(out["image"], batch["augment"])
     return out
+
+
+def check_intensity_rule(index: pd.DataFrame, cfg: PreprocessConfig, cache_dir: str | Path) -> None:
+    """Raise a ValueError naming both rules when entries of ``index`` were cached with another
+    ``preprocess.intensity`` than ``cfg``'s: the two store different arrays (z-scored vs the
+    scanner's units), so neither can serve the other."""
+    other = sorted(set(index["intensity"]) - {cfg.intensity})
+    if other:
+        raise ValueError(
+            f"{cache_dir}: cached with preprocess.intensity={other[0]}, but this config has "
+            f"preprocess.intensity={cfg.intensity}; rebuild the cache with this config, or run "
+            f"with preprocess.intensity={other[0]}"
+        )
 
 
 def select_entries(

@@ -6,13 +6,19 @@
 2. :func:`item_stage` (run per item, random when training): slice axis -> ``(D, H, W)``, square
    in-plane crop, resize to ``(depth, crop_size, crop_size)``, channels. Output: ``(C, D, H, W)``.
 
-Intensity rules (paper "Data Pre-processing"):
-- MRI: clip to the ``clip_percentiles`` of the brain voxels, z-score with the brain's mean and std,
-  then set voxels outside the mask to 0 (skull stripping, as the BET-stripped inputs of the
-  official pipeline; 0 is also what the spatial augmentations pad with).
-- CT (modality ``"CT"``): Hounsfield units are kept and nothing is stripped, because the subdural
-  and bone windows look exactly at the brain's border and the skull; :func:`ct_window_channels`
-  maps HU through ``ct_windows`` into one ``[0, 1]`` channel per window.
+Intensity rules (paper "Data Pre-processing": percentile clip, then z-score per volume), by
+``PreprocessConfig.intensity``:
+- ``brain``: in the deterministic stage, clip to the ``clip_percentiles`` of the brain voxels,
+  z-score with the brain's mean and std, then set voxels outside the mask to 0 (skull stripping,
+  as the BET-stripped inputs of the official pipeline; 0 is also what the spatial augmentations
+  pad with). Statistics of the brain alone, the same whatever the crop and augmentation.
+- ``official`` (the official loader's order): the deterministic stage only strips (0 outside the
+  mask) and keeps the scanner's units; the item stage clips to the ``clip_percentiles`` of the
+  square-cropped box, background zeros included, before resizing; :func:`zscore` standardises
+  the whole volume, background included, after resizing and after the augmentations.
+- CT (modality ``"CT"``, either rule): Hounsfield units are kept and nothing is stripped, because
+  the subdural and bone windows look exactly at the brain's border and the skull;
+  :func:`ct_window_channels` maps HU through ``ct_windows`` into one ``[0, 1]`` channel per window.
 
 Mask methods (``PreprocessConfig.mask``): ``given`` (the ``*_mask.nii.gz`` beside the scan, as
 BET writes it), ``deepbet`` (optional, ``pip install neurossl[brainmask]``), ``threshold`` (Otsu
@@ -47,7 +53,8 @@ class Preprocessed:
     """Output of the deterministic stage.
 
     Attributes:
-        data: ``(X, Y, Z)`` float32 RAS voxels, cropped; z-scored (MRI) or HU (CT).
+        data: ``(X, Y, Z)`` float32 RAS voxels, cropped; MRI z-scored (``intensity: brain``)
+            or stripped in the scanner's units (``official``); CT in HU.
         spacing: voxel size in mm along the RAS axes.
         depth_axis: RAS axis acquired through-plane (the coarsest), or None if near-isotropic.
         modality: e.g. ``"T1w"`` or ``"CT"``.
@@ -183,7 +190,8 @@ def crop(data: np.ndarray, box: tuple[tuple[int, int], ...]) -> np.ndarray:
 def normalize_mri(
     data: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]
 ) -> np.ndarray:
-    """Clip to brain percentiles, z-score with brain statistics, zero outside the brain.
+    """``intensity: brain``: clip to brain percentiles, z-score with brain statistics, zero
+    outside the brain.
 
     Args:
         data: ``(X, Y, Z)`` intensities; mask: ``(X, Y, Z)`` bool.
@@ -198,12 +206,51 @@ def normalize_mri(
     return np.where(mask, out, 0.0).astype(np.float32)
 
 
+def strip(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(X, Y, Z)`` float32 intensities with the voxels outside ``mask`` set to 0."""
+    return np.where(mask, data, 0.0).astype(np.float32)
+
+
+ZSCORE_EPS = 1e-8  # the official loader's `epsilon`
+
+
+def zscore(images: torch.Tensor) -> torch.Tensor:
+    """Standardise each volume and channel over all its voxels (``intensity: official``).
+
+    As the official loader: unbiased std, a std below 1e-8 taken as 1, then
+    ``(x - mean) / (std + 1e-8)``.
+
+    Args:
+        images: ``(..., D, H, W)`` float, e.g. ``(C, D, H, W)`` or ``(B, C, D, H, W)``.
+    Returns:
+        The same shape, mean 0 and std ~1 over each ``(D, H, W)``.
+    """
+    dims = (-3, -2, -1)
+    mean = images.mean(dim=dims, keepdim=True)
+    std = images.std(dim=dims, keepdim=True)
+    std = torch.where(std < ZSCORE_EPS, torch.ones_like(std), std)
+    return (images - mean) / (std + ZSCORE_EPS)
+
+
+def zscores_per_item(cfg: PreprocessConfig, modality: str) -> bool:
+    """True when an item is z-scored after resizing (and augmentation): official rule, MRI."""
+    return cfg.intensity == "official" and not is_ct(modality)
+
+
+def clip_percentiles(block: torch.Tensor, percentiles: tuple[float, float]) -> torch.Tensor:
+    """Clip ``block`` (any shape) to its own ``percentiles`` over every voxel, zeros included."""
+    # numpy: torch.quantile refuses inputs over 2^24 elements, a large box can exceed that
+    lo, hi = np.percentile(block.numpy(), percentiles)
+    return block.clamp(float(lo), float(hi))
+
+
 def through_plane_axis(spacing: tuple[float, ...], isotropy_ratio: float) -> int | None:
     """The coarsest RAS axis if ``max / min spacing >= isotropy_ratio``, else None.
 
-    The official loader applies the same 1.4 ratio to the cropped array's voxel counts and takes
-    the axis with the fewest voxels; voxel spacing is the physical criterion (a thick-slice scan
-    is anisotropic whatever its field of view), and the two agree on typical thick-slice scans.
+    ``preprocess.axis_rule: spacing`` picks the slice axis from this; ``official`` applies the
+    same ratio to the cropped array's voxel counts instead (:func:`extent_slice_axis`). Spacing is
+    the physical criterion (a thick-slice scan is anisotropic whatever its field of view); the
+    two agree on typical thick-slice scans.
     """
     spacing = np.asarray(spacing, dtype=float)
     if spacing.max() / spacing.min() >= isotropy_ratio:
@@ -232,7 +279,8 @@ def deterministic_stage(
     box = bounding_box(mask, cfg.margin)
     data, mask = crop(volume.data, box), crop(mask, box)
     if not is_ct(modality):
-        data = normalize_mri(data, mask, cfg.clip_percentiles)
+        official = cfg.intensity == "official"
+        data = strip(data, mask) if official else normalize_mri(data, mask, cfg.clip_percentiles)
     return Preprocessed(
         data=np.ascontiguousarray(data, dtype=np.float32),
         spacing=volume.spacing,
@@ -246,11 +294,41 @@ def deterministic_stage(
 # ----------------------------------------------------------------------------- per item
 
 
-def slice_axis(
-    depth_axis: int | None, cfg: PreprocessConfig, rng: np.random.Generator | None
+# The official loader holds its array as (S, R, A) and takes `np.argsort(dims)[0]`: on equal
+# voxel counts S wins, then R, then A.
+EXTENT_TIE_ORDER = (2, 0, 1)
+
+
+def extent_slice_axis(
+    shape: tuple[int, ...], isotropy_ratio: float, rng: np.random.Generator | None
 ) -> int:
-    """RAS axis that becomes depth: the through-plane axis if anisotropic; else random
-    (training, ``rng`` given) or ``cfg.eval_axis`` (evaluation, ``rng`` None)."""
+    """The official loader's slice axis, from a cropped ``(X, Y, Z)`` array's voxel counts.
+
+    Training (``rng`` given) with ``max / min count < isotropy_ratio``: a random axis; otherwise,
+    and always at evaluation, the axis with the fewest voxels.
+    """
+    dims = np.asarray(shape[:3])
+    if rng is not None and dims.max() / dims.min() < isotropy_ratio:
+        return int(rng.integers(3))
+    return min(EXTENT_TIE_ORDER, key=lambda axis: dims[axis])
+
+
+def slice_axis(
+    depth_axis: int | None,
+    cfg: PreprocessConfig,
+    rng: np.random.Generator | None,
+    shape: tuple[int, ...] | None = None,
+) -> int:
+    """RAS axis that becomes depth, by ``cfg.axis_rule``.
+
+    ``spacing``: the through-plane axis ``depth_axis`` if anisotropic; else random (training,
+    ``rng`` given) or ``cfg.eval_axis`` (evaluation, ``rng`` None). ``official``: from the
+    cropped array's ``shape`` ``(X, Y, Z)`` (:func:`extent_slice_axis`).
+    """
+    if cfg.axis_rule == "official":
+        if shape is None:
+            raise ValueError("preprocess.axis_rule 'official' decides from the array's shape")
+        return extent_slice_axis(shape, cfg.isotropy_ratio, rng)
     if depth_axis is not None:
         return int(depth_axis)
     if rng is not None:
@@ -297,25 +375,36 @@ def item_stage(
     modality: str,
     cfg: PreprocessConfig,
     rng: np.random.Generator | None = None,
+    crop_rng: np.random.Generator | None = None,
+    defer_zscore: bool = False,
 ) -> torch.Tensor:
     """Turn a deterministic-stage array into a model input.
 
     Args:
         data: ``(X, Y, Z)`` RAS array (float32 or a float16 memmap: only the crop is read).
         depth_axis: through-plane RAS axis or None (near-isotropic).
-        rng: training randomness (slice axis, crop offset); None means evaluation (deterministic).
+        rng: training randomness (slice axis, crop offset); None means evaluation.
+        crop_rng: the square crop's offset at evaluation (``preprocess.eval_crop: random``);
+            None = centred. Unused in training, where ``rng`` draws it.
+        defer_zscore: ``intensity: official`` only: leave the :func:`zscore` to the caller,
+            which augments first.
     Returns:
         ``(C, cfg.depth, cfg.crop_size, cfg.crop_size)`` float32; C = 1 (MRI) or
         ``len(cfg.ct_windows)`` (CT). ``(D, H, W)`` are the slice axis then the other two RAS axes
         in RAS order.
     """
-    dhw = np.moveaxis(data, slice_axis(depth_axis, cfg, rng), 0)
-    rows, cols = square_window(dhw.shape[1], dhw.shape[2], rng)
+    dhw = np.moveaxis(data, slice_axis(depth_axis, cfg, rng, data.shape), 0)
+    rows, cols = square_window(dhw.shape[1], dhw.shape[2], crop_rng if rng is None else rng)
     # copy the crop as stored (reads only it from a memmap), then widen in torch: numpy's
     # float16 -> float32 conversion is several times slower
     block = torch.from_numpy(np.array(dhw[:, rows, cols], copy=True)).float()
+    per_item = zscores_per_item(cfg, modality)
+    if per_item:
+        block = clip_percentiles(block, cfg.clip_percentiles)
     image = resize(block[None], cfg.depth, cfg.crop_size)
     if is_ct(modality):
         # windows after resizing: one interpolation instead of one per window
         image = ct_window_channels(image, cfg.ct_windows)
+    if per_item and not defer_zscore:
+        image = zscore(image)
     return image.contiguous()
