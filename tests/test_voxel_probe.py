@@ -99,3 +99,13 @@ def test_voxels_baseline_fits_on_train_and_val_and_scores_test(smoke_data, monke
         assert n_fit == len(p["train"]) + len(p["val"]) and n_test == len(p["test"])
     rows = {(r["fold"], r["metric"]) for r in out.rows if r["encoder"] == "voxels"}
     assert {(0, "roc_auc"), (1, "roc_auc")} <= rows
+
+
+def test_an_official_rule_cache_is_standardised_over_the_brain_before_features():
+    from neurossl.evaluate.voxel_probe import standardise_brain
+
+    volume = np.zeros((4, 4, 4), dtype=np.float32)
+    volume[1:3, 1:3, 1:3] = [[[100, 300], [100, 300]], [[100, 300], [100, 300]]]  # scanner units
+    out = standardise_brain(volume)
+    assert out[0, 0, 0] == 0.0 and set(np.unique(out[1:3, 1:3, 1:3])) == {-1.0, 1.0}
+    assert np.array_equal(standardise_brain(np.zeros((2, 2, 2), np.float32)), np.zeros((2, 2, 2)))

@@ -51,20 +51,37 @@ def volume_features(image: torch.Tensor, size: int) -> np.ndarray:
     return torch.cat([cells, quantiles], dim=1).flatten().numpy()
 
 
+def standardise_brain(volume: np.ndarray) -> np.ndarray:
+    """Z-score the non-zero (brain) voxels of a skull-stripped volume; the background stays 0."""
+    brain = volume != 0
+    if not brain.any():
+        return volume
+    values = volume[brain]
+    out = np.zeros_like(volume)
+    out[brain] = (values - values.mean()) / max(float(values.std()), 1e-6)
+    return out
+
+
 def cached_intensity_features(cache_dir: str | Path, scan_uids: list[str], size: int = 6) -> np.ndarray:
     """``(N, size^3 + 25)`` :func:`volume_features` of cached scans, in ``scan_uids`` order.
 
-    Reads the cache's deterministic stage (RAS, cropped to the brain, z-scored, 0 outside the
-    mask), before the per-item slice-axis choice and resizing: a cell then covers about the same
-    anatomy in every scan, whichever axis it was acquired along.
+    Reads the cache's deterministic stage (RAS, cropped to the brain, 0 outside the mask),
+    before the per-item slice-axis choice and resizing: a cell then covers about the same
+    anatomy in every scan, whichever axis it was acquired along. A cache built with
+    ``preprocess.intensity: official`` holds scanner units; its brain voxels are z-scored here so
+    that the features compare scans as the ``brain`` rule's cache does.
     """
     if size < 1:
         raise ValueError(f"pooling size must be >= 1, got {size}")
     index = read_index(cache_dir)
     entries = select_entries(index[index["status"] == "ok"], list(scan_uids), cache_dir)
     rows = []
-    for file in tqdm(entries["file"], desc="intensity features", unit="scan", leave=False):
+    rules = entries["intensity"] if "intensity" in entries else ["brain"] * len(entries)
+    for file, rule in tqdm(list(zip(entries["file"], rules)), desc="intensity features", unit="scan",
+                           leave=False):
         volume = np.load(Path(cache_dir) / file).astype(np.float32)
+        if rule == "official":
+            volume = standardise_brain(volume)
         rows.append(volume_features(torch.from_numpy(volume)[None], size))
     return np.stack(rows) if rows else np.zeros((0, size**3 + len(QUANTILES)), dtype=np.float32)
 
