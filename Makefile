@@ -41,8 +41,7 @@ pretrain: $(ENCODERS:%=%/encoder.safetensors)
 
 $(RUN_DIR)/pretrain/%/encoder.safetensors:
 	$(NEUROSSL) pretrain --objective $* --profile $(PROFILE) --cache $(RUN_DIR)/cache \
-	  --splits splits/$(PROFILE) --run-dir $(RUN_DIR)/pretrain/$* --resume \
-	  $(if $(wildcard configs/$(PROFILE)/$*.yaml),--config configs/$(PROFILE)/$*.yaml)
+	  --splits splits/$(PROFILE) --run-dir $(RUN_DIR)/pretrain/$* --resume
 
 # Frozen probes of every encoder and its random twin on every task, ResNet50-3D from scratch,
 # few-shot curves; fine-tuning of the FINETUNE encoders on the glioma task (CPU budget), and of

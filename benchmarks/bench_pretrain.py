@@ -147,7 +147,7 @@ def random_batch(shape: tuple[int, int, int, int], batch: int, modalities,
 
 def make_trainer(cfg, name: str, env: DistEnv) -> tuple[Trainer, dict, int]:
     """A trainer for objective ``name`` placed mid-run, the batch it repeats, and K."""
-    ct = name == "dino_mim"  # FM-CT: one channel per HU window
+    ct = "CT" in cfg.train.modalities  # FM-CT: one channel per HU window
     channels = len(cfg.preprocess.ct_windows) if ct else cfg.model.in_chans
     shape = (channels, cfg.preprocess.depth, cfg.preprocess.crop_size, cfg.preprocess.crop_size)
     torch.manual_seed(0)
@@ -200,10 +200,10 @@ def prepare(args, shape: str, name: str, env: DistEnv, batch_size: int, every: i
     """Build ``name`` at ``shape`` (``batch_size`` / ``every`` 0: the profile's), count one
     step's FLOPs and tokens, and run the warm-up steps."""
     # one micro-batch per step: the paper profile's accumulation would time two
-    overrides = ["optim.accum_steps=1", *args.overrides, f"objective.name={name}"]
+    overrides = ["optim.accum_steps=1", *args.overrides]
     overrides += [f"optim.batch_size={batch_size}"] if batch_size else []
     overrides += [f"objective.spectral_every={every}"] if every else []
-    cfg = load_config(shape, overrides=overrides)
+    cfg = load_config(shape, overrides=overrides, objective=name)
     trainer, batch, every = make_trainer(cfg, name, env)
     label = name + (f" K={every}" if name == "slmae" else "")
     print(f"  {shape} {label}: batch {cfg.optim.batch_size}, {args.warmup} warm-up", flush=True)

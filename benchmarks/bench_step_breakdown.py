@@ -112,7 +112,7 @@ def seconds_by_kind(trainer, batches, steps: int) -> dict[str, float]:
 
 def breakdown(name: str, shape: str, env: DistEnv, steps: int, ceiling: float) -> dict:
     """One row: seconds, share of the step and FLOP/s as a share of ``ceiling``, per kind."""
-    cfg = load_config(shape, overrides=[f"objective.name={name}"])
+    cfg = load_config(shape, objective=name)
     trainer, batch, _ = make_trainer(cfg, name, env)
     trainer.position.step = trainer.warmup_steps + 1  # past the warm-up: the full learning rate
     batches = itertools.repeat(batch)

@@ -45,7 +45,6 @@ if [[ -n "$cache" ]]; then
     objective=${run%_on_device}
     section "torchrun pretrain $run"
     extra=()
-    [[ -f configs/demo/$objective.yaml ]] && extra=(--config "configs/demo/$objective.yaml")
     [[ $run == *_on_device ]] && extra+=(--set augment.on_device=true)
     timeout "$limit" "$py" -m torch.distributed.run --standalone --nproc_per_node=1 \
       -m neurossl pretrain --objective "$objective" \

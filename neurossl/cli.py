@@ -28,10 +28,10 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, objective: str | None = None):
     from neurossl.config import load_config
 
-    return load_config(args.profile, args.config, args.overrides)
+    return load_config(args.profile, args.config, args.overrides, objective=objective)
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -95,8 +95,7 @@ def cmd_splits_audit(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Pretrain one objective on the cached pretraining split; export the encoder."""
-    cfg = _config(args)
-    cfg.objective.name = args.objective
+    cfg = _config(args, objective=args.objective)
     from neurossl.data.coverage import pretrain_files
     from neurossl.train.pretrain import pretrain
 
@@ -161,6 +160,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by the tests to check every ``--help``)."""
+    from neurossl.objectives import OBJECTIVES  # the registry: objective names in one place
+
     parser = argparse.ArgumentParser(
         prog="neurossl",
         description="Self-supervised foundation models for 3-D brain imaging.",
@@ -206,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_splits_audit)
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining of one objective")
-    p.add_argument("--objective", required=True,
-                   choices=["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"])
+    p.add_argument("--objective", required=True, choices=list(OBJECTIVES),
+                   help="the profile's settings for it are layered in (neurossl/profiles/<profile>/objectives.yaml)")
     p.add_argument("--cache", type=Path, required=True, help="preprocessing cache folder")
     p.add_argument("--splits", type=Path, required=True, help="split folder (pretrain partitions)")
     p.add_argument("--run-dir", type=Path, help="default: runs/<profile>/pretrain/<objective>")

@@ -4,8 +4,13 @@ A value flows YAML -> dataclass -> the one function that uses it. Resolution ord
 
 1. the dataclass defaults below (the paper's settings where the paper states one),
 2. a named profile, ``neurossl/profiles/<name>.yaml`` (``smoke``, ``demo``, ``paper``),
-3. a user YAML file (``--config FILE``),
-4. dotted overrides (``--set preprocess.crop_size=96``).
+3. when resolving for an objective, that objective's block of the profile's
+   ``neurossl/profiles/<name>/objectives.yaml`` (its optimiser, its data: DINO-MIM takes CT),
+4. a user YAML file (``--config FILE``),
+5. dotted overrides (``--set preprocess.crop_size=96``).
+
+Every entry point (CLI, notebooks, the Python API, benchmarks, tests) resolves an objective's
+settings through :func:`load_config` with ``objective=``, so they train the same thing.
 
 Unknown or misspelled keys are errors that name the key and list the valid ones.
 """
@@ -511,8 +516,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def validate_choices(cfg: Config) -> None:
-    """Raise :class:`ConfigError` for any value of :data:`CHOICES` outside its valid set."""
-    for dotted, valid in CHOICES.items():
+    """Raise :class:`ConfigError` for any value of :data:`CHOICES` outside its valid set, and for
+    an objective the registry does not know."""
+    from neurossl.objectives import OBJECTIVES  # the registry imports this module
+
+    for dotted, valid in {**CHOICES, "objective.name": tuple(OBJECTIVES)}.items():
         section, key = dotted.split(".")
         value = getattr(getattr(cfg, section), key)
         if value not in valid:
@@ -521,12 +529,33 @@ def validate_choices(cfg: Config) -> None:
             raise ConfigError(f"'{dotted}' must be one of {', '.join(valid)}; got {value!r}.{hint}")
 
 
+def objective_layer(profile: str, objective: str) -> dict[str, Any]:
+    """The block of ``objective`` in ``neurossl/profiles/<profile>/objectives.yaml`` ({} if none).
+
+    A family shares one block through a YAML anchor (``vcr_jepa: *jepa``), so each setting is
+    written once.
+    """
+    path = profile_path(profile).with_suffix("") / "objectives.yaml"
+    if not path.is_file():
+        return {}
+    layer = read_yaml(path).get(objective) or {}
+    if not isinstance(layer, dict):
+        raise ConfigError(f"{path}: '{objective}' must be a mapping of config sections")
+    return layer
+
+
 def load_config(
-    profile: str = "demo", path: str | Path | None = None, overrides: list[str] | None = None
+    profile: str = "demo", path: str | Path | None = None, overrides: list[str] | None = None,
+    objective: str | None = None,
 ) -> Config:
-    """Resolve a :class:`Config` from a profile, an optional YAML file and overrides."""
+    """Resolve a :class:`Config` from a profile, the profile's settings for ``objective`` (when
+    given; it also becomes ``objective.name``), an optional YAML file and overrides."""
     cfg = _build(Config, read_yaml(profile_path(profile)))
     cfg.profile = profile
+    if objective is not None:
+        cfg = _build(Config, objective_layer(profile, objective), f"{profile}/objectives.yaml:{objective}",
+                     base=cfg)
+        cfg.objective.name = objective
     if path is not None:
         cfg = _build(Config, read_yaml(path), base=cfg)
     if overrides:

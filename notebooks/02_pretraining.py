@@ -62,13 +62,8 @@ tables.mkdir(parents=True, exist_ok=True)
 
 
 def objective_config(objective: str):
-    """The profile's settings for one objective (FM-CT's DINO + MIM pretrains on CT)."""
-    cfg = load_config(profile)
-    cfg.objective.name = objective
-    cfg.train.device = device
-    if objective == "dino_mim":
-        cfg.train.modalities = ("CT",)
-    return cfg
+    """The profile's settings for one objective, as `neurossl pretrain` resolves them."""
+    return load_config(profile, objective=objective, overrides=[f"train.device={device}"])
 
 
 # %% [markdown]

@@ -81,3 +81,29 @@ def test_a_misspelt_enumerated_value_names_the_key_and_the_valid_values(key, bad
 
     with pytest.raises(ConfigError, match=rf"'{key}' must be one of {', '.join(CHOICES[key])}"):
         load_config("demo", overrides=[f"{key}={bad}"])
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+def test_every_entry_point_resolves_an_objective_to_the_same_config(profile, monkeypatch):
+    """The CLI, the notebooks / Python API (``pretraining_runs``) and a direct ``load_config``
+    resolve each objective's settings alike, the profile's objective block included."""
+    from neurossl import cli
+    from neurossl.analysis import features
+    from neurossl.config import to_dict
+    from neurossl.objectives import OBJECTIVES
+
+    seen = {}
+    monkeypatch.setattr("neurossl.train.pretrain.pretrain", lambda cfg, *a, **k: seen.setdefault("api", cfg))
+    monkeypatch.setattr("neurossl.scans_commands.guard_coverage", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "guard_coverage", lambda *a, **k: None)
+    for name in OBJECTIVES:
+        seen.clear()
+        monkeypatch.setattr("neurossl.train.pretrain.pretrain",
+                            lambda cfg, *a, **k: seen.setdefault("cli", cfg) and "x")
+        cli.main(["pretrain", "--objective", name, "--profile", profile, "--cache", "c", "--splits", "s",
+                  "--set", "train.device=cpu"])
+        monkeypatch.setattr("neurossl.train.pretrain.pretrain", lambda cfg, *a, **k: seen.setdefault("api", cfg))
+        features.pretraining_runs(profile, [name], "/nonexistent", "s", run_missing=True, device="cpu")
+        direct = load_config(profile, objective=name, overrides=["train.device=cpu"])
+        assert to_dict(seen["cli"]) == to_dict(seen["api"]) == to_dict(direct), name
+    assert load_config(profile, objective="dino_mim").train.modalities == ("CT",)

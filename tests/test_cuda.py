@@ -51,7 +51,7 @@ def exact_float32():
 
 def smoke_batch(cfg, name: str) -> tuple[tuple[int, ...], dict]:
     """The input shape ``(C, D, H, W)`` of objective ``name`` and a random batch of it."""
-    ct = name == "dino_mim"  # FM-CT: one channel per HU window, in [0, 1]
+    ct = "CT" in cfg.train.modalities  # FM-CT: one channel per HU window, in [0, 1]
     channels = len(cfg.preprocess.ct_windows) if ct else cfg.model.in_chans
     shape = (channels, cfg.preprocess.depth, cfg.preprocess.crop_size, cfg.preprocess.crop_size)
     batch = cfg.optim.batch_size
@@ -63,7 +63,7 @@ def smoke_batch(cfg, name: str) -> tuple[tuple[int, ...], dict]:
 
 @pytest.mark.parametrize("name", OBJECTIVES)
 def test_every_objective_steps_under_bf16_autocast(name, tmp_path):
-    cfg = load_config("smoke", overrides=[f"objective.name={name}"])
+    cfg = load_config("smoke", objective=name)
     shape, batch = smoke_batch(cfg, name)
     torch.manual_seed(0)
     trainer = Trainer(cfg, build_objective(cfg, shape), [None] * cfg.optim.batch_size, tmp_path,

@@ -34,9 +34,8 @@ def rows() -> list[dict[str, str]]:
 ROWS = rows()
 
 
-def resolved(profile: str, prefix: str | None):
-    path = ROOT / "configs" / profile / f"{prefix}.yaml" if prefix else None
-    return load_config(profile, path)
+def resolved(profile: str, objective: str | None):
+    return load_config(profile, objective=objective)
 
 
 def plain(value):

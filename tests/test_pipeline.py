@@ -19,8 +19,6 @@ OBJECTIVES = ["vcr_jepa", "simclr", "dino_mim", "moe_jepa"]  # mae, slmae, jepa:
 def pretrain(smoke_data, run_dir, objective, *extra):
     argv = ["pretrain", "--objective", objective, "--profile", "smoke", "--cache", str(smoke_data / "cache"),
             "--splits", str(smoke_data / "splits"), "--run-dir", str(run_dir), *extra]
-    if objective == "dino_mim":
-        argv += ["--set", "train.modalities=[CT]"]
     return main(argv)
 
 

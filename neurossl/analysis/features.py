@@ -79,7 +79,8 @@ def pretraining_runs(profile: str, objectives: list[str], data_dir: str | Path, 
     """The run folders ``data_dir/pretrain/<objective>``, pretraining the missing ones if asked.
 
     A run counts as present when it holds ``encoder.safetensors``. A missing one is pretrained
-    with ``profile``'s settings (DINO + MIM on the CT scans, as FM-CT) when ``run_missing``;
+    with ``profile``'s settings for its objective (``load_config(profile, objective=...)``, as
+    ``neurossl pretrain`` resolves them) when ``run_missing``;
     otherwise FileNotFoundError names it and the command that makes it.
     """
     from neurossl.config import load_config
@@ -95,10 +96,6 @@ def pretraining_runs(profile: str, objectives: list[str], data_dir: str | Path, 
                 f"no pretraining run {run_dir} (encoder.safetensors missing); run notebook 02, or "
                 f"`neurossl pretrain --objective {name} --profile {profile} --cache {data_dir / 'cache'} "
                 f"--splits {splits_dir} --run-dir {run_dir}`, or set run_missing=True")
-        cfg = load_config(profile)
-        cfg.objective.name = name
-        cfg.train.device = device
-        if name == "dino_mim":
-            cfg.train.modalities = ("CT",)
+        cfg = load_config(profile, objective=name, overrides=[f"train.device={device}"])
         pretrain(cfg, data_dir / "cache", splits_dir, run_dir)
     return runs
