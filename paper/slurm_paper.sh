@@ -35,12 +35,12 @@ for var in SLURM_JOB_ID SLURM_NNODES SLURM_JOB_NODELIST; do
 done
 GPUS=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-4}}
 RUN=${RUN_DIR:-runs/paper}
-PORT=${RDZV_PORT:-$((20000 + ${SLURM_JOB_ID//[^0-9]/} % 10000))}  # per job: jobs may share a node
 MAX_RESTARTS=${MAX_RESTARTS:-3}
 BIN=.venv/bin
-for var in SLURM_NNODES GPUS PORT MAX_RESTARTS; do
-    [[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a whole number, got '${!var}'"
-done
+whole() { [[ ${!1} =~ ^[0-9]+$ ]] || die "$1 must be a whole number, got '${!1}'"; }
+for var in SLURM_JOB_ID SLURM_NNODES GPUS MAX_RESTARTS; do whole "$var"; done
+PORT=${RDZV_PORT:-$((20000 + 10#$SLURM_JOB_ID % 10000))}  # one per job: jobs may share a node
+whole PORT
 command -v scontrol >/dev/null || die "scontrol not found: run inside a SLURM allocation"
 mapfile -t HOSTS < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
 [ "${#HOSTS[@]}" -eq "$SLURM_NNODES" ] ||

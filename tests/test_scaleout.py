@@ -55,7 +55,7 @@ def descendants(pid: int) -> list[int]:
 
 
 class Run:
-    """One run: its processes (two torchrun agents, or one plain process) and their logs."""
+    """One run: its torchrun agents (one per "node") and their logs."""
 
     def __init__(self, name: str, folder: Path, commands: list[list[str]], env: dict):
         self.name, self.folder, self.procs, self.logs = name, folder, [], []
@@ -73,13 +73,14 @@ class Run:
         return "\n".join(f"--- {log.name} ---\n{log.read_text()}" for log in self.logs)
 
     def stop(self) -> None:
-        """SIGKILL every process of the run and everything it started."""
+        """SIGKILL every process of the run still running and everything it started."""
         for proc in self.procs:
-            for pid in [*descendants(proc.pid), proc.pid]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            if proc.poll() is None:  # an exited agent's pid may belong to someone else by now
+                for pid in [*descendants(proc.pid), proc.pid]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
             proc.wait()
 
     def encoder(self) -> dict[str, torch.Tensor]:
