@@ -22,14 +22,16 @@ from neurossl.train.trainer import Trainer
 
 
 def hold_after(step: int, pid_file: Path) -> None:
-    """Make rank 1 of the first start stop for good once it has taken optimiser step ``step``."""
-    if os.environ.get("RANK") != "1" or os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+    """Make rank 1 stop for good once it has taken optimiser step ``step``, unless a rank held
+    before (``pid_file`` exists): the restarted group then runs through. The restart count
+    cannot tell, since each node's agent counts only its own restarts."""
+    if os.environ.get("RANK") != "1" or pid_file.exists():
         return
     save = Trainer.save
 
     def save_then_hold(trainer: Trainer):
         path = save(trainer)
-        if trainer.position.step == step:
+        if trainer.position.step == step and not pid_file.exists():
             tmp = pid_file.with_name(pid_file.name + ".tmp")
             tmp.write_text(str(os.getpid()))
             tmp.replace(pid_file)
