@@ -22,7 +22,7 @@ from neurossl.data.split_files import read_splits
 from neurossl.models import save_encoder
 from neurossl.objectives import build_objective
 from neurossl.objectives.base import EXPORT_KEYS
-from neurossl.train.distributed import init_distributed, shutdown_distributed
+from neurossl.train.distributed import any_rank, init_distributed, shutdown_distributed
 from neurossl.train.trainer import Trainer
 
 
@@ -85,8 +85,17 @@ def pretrain(cfg: Config, cache_dir: str | Path, splits_dir: str | Path, run_dir
             run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
             (run_dir / "environment.json").write_text(json.dumps(environment(), indent=2))
-        if resume and trainer.resume() and env.is_main:
-            print(f"resumed {run_dir} at step {trainer.position.step}")
+        if env.is_main:
+            layout = trainer.layout()
+            print(f"global batch {trainer.global_batch}: {layout['world_size']} processes x "
+                  f"{layout['batch_size']} volumes x {layout['accum_steps']} accumulation steps")
+        # torchrun --max-restarts relaunches the same command after a worker died: it continues
+        # from the newest checkpoint. Each node's agent counts its own restarts (one restarted
+        # for another node's failure may count 0), so one restarted rank decides for all.
+        restarted = any_rank(env.restart_count > 0)
+        if (resume or restarted) and trainer.resume() and env.is_main:
+            how = "after a restart by torchrun" if restarted else "with --resume"
+            print(f"resumed {run_dir} at step {trainer.position.step} {how}")
         trainer.fit()
         path = run_dir / "encoder.safetensors"
         if env.is_main:

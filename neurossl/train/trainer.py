@@ -28,7 +28,7 @@ from neurossl.data.dataset import batch_to_device
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.blocks import checkpoint_blocks, compile_blocks
-from neurossl.train.distributed import DistEnv
+from neurossl.train.distributed import DistEnv, broadcast_from_main
 from neurossl.train.host_memory import retain_on_cpu
 from neurossl.train.optim import apply_schedules, build_optimizer
 from neurossl.train.sampler import ResumableSampler
@@ -98,7 +98,20 @@ class Trainer:
             "position": vars(self.position).copy(),
             "rng": ckpt.rng_state(),
             "config_profile": self.cfg.profile,
+            "layout": self.layout(),
         }
+
+    @property
+    def global_batch(self) -> int:
+        """Volumes per optimiser step over all processes (DDP averages their gradients)."""
+        layout = self.layout()
+        return layout["world_size"] * layout["batch_size"] * layout["accum_steps"]
+
+    def layout(self) -> dict[str, int]:
+        """Processes x volumes per process and micro-batch x micro-batches per optimiser step;
+        their product is the global batch."""
+        return {"world_size": self.env.world_size, "batch_size": self.cfg.optim.batch_size,
+                "accum_steps": self.cfg.optim.accum_steps}
 
     def save(self) -> Path | None:
         """Atomic step checkpoint (main process only)."""
@@ -109,11 +122,28 @@ class Trainer:
                                          self.cfg.train.keep_checkpoints)
 
     def resume(self) -> bool:
-        """Restore the newest checkpoint of ``run_dir``; False when there is none."""
-        latest = ckpt.latest_checkpoint(self.run_dir / "checkpoints")
-        if latest is None:
+        """Restore the newest checkpoint of ``run_dir``; False when there is none.
+
+        Rank 0 picks the file and every rank loads that one: a node whose view of shared storage
+        lags would otherwise pick an older one and train on weights the others do not hold.
+        """
+        folder = self.run_dir / "checkpoints"
+        latest = ckpt.latest_checkpoint(folder) if self.env.is_main else None
+        name = broadcast_from_main(latest.name if latest is not None else None)
+        if name is None:
             return False
-        state = ckpt.load_checkpoint(latest)
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"rank {self.env.rank}: {folder / name}, rank 0's newest checkpoint, is not visible "
+                "here; on several nodes the run folder must be on storage every node shares")
+        state = ckpt.load_checkpoint(folder / name)
+        saved = state.get("layout", self.layout())  # checkpoints before the layout was recorded
+        if saved != self.layout():
+            raise ValueError(
+                f"{folder / name} was written with {saved}, this run has {self.layout()}: its "
+                "data position counts micro-batches of that layout. Resume with the same number "
+                "of processes (nodes x GPUs), optim.batch_size and optim.accum_steps, or start a "
+                "new run folder")
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.position = Position(**state["position"])
@@ -206,7 +236,7 @@ class Trainer:
                    desc=f"pretrain {self.objective.name}", unit="step")
         log_path = self.run_dir / "metrics.jsonl"
         metrics: dict[str, float] = {}
-        samples = self.cfg.optim.batch_size * self.cfg.optim.accum_steps * self.env.world_size
+        samples = self.global_batch
         while self.position.step < self.total_steps:
             start = time.perf_counter()
             metrics = self.train_step(batches)
