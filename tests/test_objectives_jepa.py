@@ -59,8 +59,12 @@ def test_jepa_family_exports_the_student_by_default_and_the_teacher_on_request(n
 
 
 def test_export_choice_is_validated():
-    with pytest.raises(ValueError, match="export_encoder must be auto, encoder or target_encoder"):
+    with pytest.raises(ValueError, match="'objective.export_encoder' must be one of auto, encoder, target_encoder"):
         objective("jepa", "objective.export_encoder=teacher")
+    cfg = load_config("smoke", objective="jepa")
+    cfg.objective.export_encoder = "teacher"  # set in code, past the resolver's check
+    with pytest.raises(ValueError, match="export_encoder must be auto, encoder or target_encoder"):
+        build_objective(cfg, SHAPE)
     with pytest.raises(ValueError, match="mae has no EMA teacher"):
         objective("mae", "objective.export_encoder=target_encoder")
     assert objective("dino_mim", "train.modalities=[CT]").export_key == "target_encoder"
