@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from neurossl.data.dataset import batch_to_device
+from neurossl.progress import tqdm
 from neurossl.train.schedules import warmup_cosine
 
 
