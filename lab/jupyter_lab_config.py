@@ -15,3 +15,6 @@ c.ServerApp.root_dir = str(here.parent)
 c.LabApp.app_settings_dir = str(here / "settings")
 # Saving a notebook of notebooks/ leaves the committed pair as it is: no outputs (neurossl.lab).
 c.ContentsManager.pre_save_hook = "neurossl.lab.strip_run_state"
+# The layout (open tabs) of this repository's lab stays with it, not in the home folder where
+# every project's lab would share the one default workspace.
+c.LabApp.workspaces_dir = str(here / "workspaces")

@@ -62,6 +62,23 @@ def test_running_and_saving_a_notebook_leaves_the_pair_as_committed(source, open
         assert (tmp_path / name).read_bytes() == committed[name], f"saving {path} changed {name}"
 
 
+def test_saving_a_package_module_opened_as_a_notebook_changes_nothing(tmp_path):
+    """JupyterLab opens every .py as a notebook (lab/settings): autosave must not add a header."""
+    shutil.copytree(REPO_ROOT / "neurossl", tmp_path / "neurossl",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "jupytext.toml", tmp_path)
+    contents = lab_contents_manager(tmp_path)
+    modules = sorted(tmp_path.glob("neurossl/**/*.py"))
+    committed = {path: path.read_bytes() for path in modules}
+    for path in modules:
+        name = str(path.relative_to(tmp_path))
+        model = contents.get(name)
+        contents.save({"type": "notebook", "content": as_jupyterlab_leaves_it(model["content"])},
+                      name)
+    assert {path: path.read_bytes() for path in modules} == committed
+    assert not list(tmp_path.glob("neurossl/**/*.ipynb"))
+
+
 def test_other_notebooks_keep_their_outputs():
     notebook = {"metadata": {"jupytext": {"formats": "ipynb,py:percent"}, "language_info": {}},
                 "cells": [{"cell_type": "code", "outputs": [{"output_type": "stream"}],
