@@ -1,6 +1,6 @@
 """JupyterLab as ``make lab`` starts it (``jupyter lab --config=lab/jupyter_lab_config.py``).
 
-Loaded after the user's own Jupyter configuration, which it leaves in place; it writes nothing.
+Loaded after the user's own Jupyter configuration, which it leaves in place.
 """
 
 from pathlib import Path

@@ -19,9 +19,9 @@ RUNTIME_METADATA = ("language_info", "widgets")
 def is_committed_pair(path: str, notebook: dict) -> bool:
     """True for a notebook in ``notebooks/`` (path relative to the server root) that jupytext
     pairs with a text file."""
-    formats = notebook.get("metadata", {}).get("jupytext", {}).get("formats", "")
-    return PurePosixPath(path).parent == PurePosixPath(NOTEBOOKS_FOLDER) and "ipynb" in formats \
-        and "," in formats
+    formats = notebook.get("metadata", {}).get("jupytext", {}).get("formats", "").split(",")
+    in_folder = PurePosixPath(path).parent == PurePosixPath(NOTEBOOKS_FOLDER)
+    return in_folder and "ipynb" in formats and len(formats) > 1
 
 
 def strip_run_state(model: dict, path: str, **kwargs) -> None:
