@@ -14,7 +14,7 @@ FINETUNE ?= slmae vcr_jepa
 TABLE7 ?= mae slmae jepa vcr_jepa
 ENCODERS = $(OBJECTIVES:%=$(RUN_DIR)/pretrain/%)
 
-.PHONY: install demo data pretrain evaluate paper test clean-demo
+.PHONY: install demo data pretrain evaluate paper test lab clean-demo
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,15 @@ paper: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# JupyterLab at the repository root, from the same .venv (the dev extra installs the lab extra's
+# JupyterLab and ipywidgets); lab/ configures it: the .py notebooks open as notebooks and saving
+# one leaves the committed pair unchanged. LAB_ARGS passes more options (e.g. --no-browser).
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+lab: install
+	$(BIN)/jupyter lab --config=lab/jupyter_lab_config.py --port=$(LAB_PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean-demo:
 	rm -rf $(RUN_DIR)

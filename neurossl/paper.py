@@ -2,9 +2,11 @@
 
 The notebooks (``notebooks/0*.py``, jupytext percent format) are the source of truth; each is
 converted to a notebook in a temporary folder, its ``parameters`` cell overridden, and executed
-in order from the repository root. Executed copies (with outputs) go to ``<data_dir>/notebooks/``;
-figures and tables to ``<out_dir>/figures`` and ``<out_dir>/tables``. The first failing notebook
-stops the run with a :class:`NotebookError` naming the notebook and the cell.
+in order with the kernel in the notebook's own folder, where JupyterLab starts it too (the
+notebooks resolve relative paths against the repository root: :mod:`neurossl.paths`). Executed
+copies (with outputs) go to ``<data_dir>/notebooks/``; figures and tables to
+``<out_dir>/figures`` and ``<out_dir>/tables``. The first failing notebook stops the run with a
+:class:`NotebookError` naming the notebook and the cell.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+# The spec ipykernel installs; the notebooks' metadata names the same, so JupyterLab keeps it.
 KERNEL = "python3"
+KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
 
 
 class NotebookError(RuntimeError):
@@ -88,7 +92,7 @@ def run_notebook(path: Path, executed: Path, parameters: dict, progress: bool = 
     from papermill.exceptions import PapermillExecutionError
 
     notebook = jupytext.read(path)
-    notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3",
+    notebook.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL_DISPLAY_NAME,
                                        "language": "python"}
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{path.stem}.ipynb"
@@ -96,7 +100,7 @@ def run_notebook(path: Path, executed: Path, parameters: dict, progress: bool = 
         try:
             papermill.execute_notebook(
                 str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
-                cwd=str(REPO_ROOT), progress_bar=progress,
+                cwd=str(path.parent), progress_bar=progress,
             )
         except PapermillExecutionError as exc:
             raise NotebookError(_failure_message(path, executed, exc)) from exc

@@ -2,13 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -24,6 +24,7 @@
 # parameters below can be overridden there (`--profile`, `--data`, `--splits`, `--out`).
 
 # %% tags=["parameters"]
+# Relative paths are taken from the repository root, wherever the kernel starts.
 profile = "demo"          # smoke | demo | paper
 data_dir = "runs/demo"    # cohort/, curation.csv, cache/, pretrain/<objective>/, eval/
 splits_dir = "splits/demo"
@@ -36,7 +37,6 @@ run_missing = True        # run a stage whose outputs are missing; False: stop w
 # %%
 # %matplotlib inline
 import json
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
@@ -49,6 +49,7 @@ from neurossl.data.io import load_mask, load_volume
 from neurossl.data.preprocess import slice_axis
 from neurossl.data.split_audit import audit_splits, format_audit
 from neurossl.evaluate.tables import write_table
+from neurossl.paths import repo_path
 from neurossl.plots.cohort import (acquisition_table, curation_counts, plot_acquisition,
                                    plot_cohort, plot_curation)
 from neurossl.plots.slices import (SliceView, as_ras, bright_focus, model_space_focus,
@@ -58,8 +59,8 @@ from neurossl.summary import cohort_table
 
 set_theme()
 cfg = load_config(profile)
-data, splits = Path(data_dir), Path(splits_dir)
-figures, tables = Path(figures_dir), Path(tables_dir)
+data, splits = repo_path(data_dir), repo_path(splits_dir)
+figures, tables = repo_path(figures_dir), repo_path(tables_dir)
 tables.mkdir(parents=True, exist_ok=True)
 
 

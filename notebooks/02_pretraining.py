@@ -2,13 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -25,6 +25,7 @@
 # every run trained (its loss fell) and what the masked autoencoders reconstruct.
 
 # %% tags=["parameters"]
+# Relative paths are taken from the repository root, wherever the kernel starts.
 profile = "demo"          # smoke | demo | paper
 data_dir = "runs/demo"    # cohort/, curation.csv, cache/, pretrain/<objective>/, eval/
 splits_dir = "splits/demo"
@@ -38,7 +39,6 @@ run_missing = True        # run a stage whose outputs are missing; False: stop w
 # %matplotlib inline
 import json
 import time
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
@@ -48,6 +48,7 @@ from neurossl.data.catalog import read_table
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.data.preprocess import slice_axis
 from neurossl.evaluate.tables import write_table
+from neurossl.paths import repo_path
 from neurossl.plots.slices import plot_reconstructions
 from neurossl.plots.style import save_figure, set_theme
 from neurossl.plots.training import loss_summary, plot_collapse_monitor, plot_loss_curves
@@ -55,9 +56,9 @@ from neurossl.train.pretrain import pretrain
 from neurossl.train.trainer import read_metrics
 
 set_theme()
-data, splits = Path(data_dir), Path(splits_dir)
+data, splits = repo_path(data_dir), repo_path(splits_dir)
 cache = data / "cache"
-figures, tables = Path(figures_dir), Path(tables_dir)
+figures, tables = repo_path(figures_dir), repo_path(tables_dir)
 tables.mkdir(parents=True, exist_ok=True)
 
 

@@ -2,13 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -33,6 +33,7 @@
 # seeds are fixed in the profile before any result is seen.
 
 # %% tags=["parameters"]
+# Relative paths are taken from the repository root, wherever the kernel starts.
 profile = "demo"          # smoke | demo | paper
 data_dir = "runs/demo"    # cohort/, curation.csv, cache/, pretrain/<objective>/, eval/
 splits_dir = "splits/demo"
@@ -46,7 +47,6 @@ run_missing = True        # run a stage whose outputs are missing; False: stop w
 # %matplotlib inline
 import shutil
 import tempfile
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -56,12 +56,13 @@ from neurossl.config import load_config
 from neurossl.evaluate.report import paired_table, read_predictions, write_report
 from neurossl.evaluate.runner import evaluate_all
 from neurossl.evaluate.tables import read_results
+from neurossl.paths import repo_path
 from neurossl.plots.evaluation import plot_fewshot, plot_probe_comparison, plot_roc_curves
 from neurossl.plots.style import save_figure, set_theme
 
 set_theme()
-data_dir, splits_dir = Path(data_dir), Path(splits_dir)
-figures_dir, tables_dir = Path(figures_dir), Path(tables_dir)
+data_dir, splits_dir = repo_path(data_dir), repo_path(splits_dir)
+figures_dir, tables_dir = repo_path(figures_dir), repo_path(tables_dir)
 cache_dir, eval_dir = data_dir / "cache", data_dir / "eval"
 cfg = load_config(profile)
 cfg.train.device = device

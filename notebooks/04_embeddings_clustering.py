@@ -2,13 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -34,6 +34,7 @@
 # separates scans far more than a diagnosis does, which the "by dataset" panels make visible.
 
 # %% tags=["parameters"]
+# Relative paths are taken from the repository root, wherever the kernel starts.
 profile = "demo"          # smoke | demo | paper
 data_dir = "runs/demo"    # cohort/, curation.csv, cache/, pretrain/<objective>/, eval/
 splits_dir = "splits/demo"
@@ -45,8 +46,6 @@ run_missing = True        # run a stage whose outputs are missing; False: stop w
 
 # %%
 # %matplotlib inline
-from pathlib import Path
-
 import pandas as pd
 from IPython.display import Markdown, display
 from matplotlib.figure import Figure
@@ -59,12 +58,13 @@ from neurossl.config import load_config
 from neurossl.evaluate.backbones import random_twin, resolve_encoder
 from neurossl.evaluate.run import resolve_device
 from neurossl.evaluate.tables import write_table
+from neurossl.paths import repo_path
 from neurossl.plots.embeddings import plot_embedding, plot_embedding_grid, plot_stage_embeddings
 from neurossl.plots.style import save_figure, set_theme
 
 set_theme()
-data_dir, splits_dir = Path(data_dir), Path(splits_dir)
-figures_dir, tables_dir = Path(figures_dir), Path(tables_dir)
+data_dir, splits_dir = repo_path(data_dir), repo_path(splits_dir)
+figures_dir, tables_dir = repo_path(figures_dir), repo_path(tables_dir)
 cache_dir = data_dir / "cache"
 cfg = load_config(profile)
 

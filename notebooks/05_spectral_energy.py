@@ -2,13 +2,13 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -33,6 +33,7 @@
 # comparisons as a demonstration of the analysis, not as evidence.
 
 # %% tags=["parameters"]
+# Relative paths are taken from the repository root, wherever the kernel starts.
 profile = "demo"          # smoke | demo | paper
 data_dir = "runs/demo"    # cohort/, curation.csv, cache/, pretrain/<objective>/, eval/
 splits_dir = "splits/demo"
@@ -44,8 +45,6 @@ run_missing = True        # run a stage whose outputs are missing; False: stop w
 
 # %%
 # %matplotlib inline
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -59,13 +58,14 @@ from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.data.split_files import read_splits
 from neurossl.evaluate.tables import write_table
+from neurossl.paths import repo_path
 from neurossl.plots.evaluation import plot_reconstruction_slices
 from neurossl.plots.spectrum import plot_hf_energy, plot_radial_profiles, plot_reconstruction_spectra
 from neurossl.plots.style import save_figure, set_theme
 
 set_theme()
-data_dir, splits_dir = Path(data_dir), Path(splits_dir)
-figures_dir, tables_dir = Path(figures_dir), Path(tables_dir)
+data_dir, splits_dir = repo_path(data_dir), repo_path(splits_dir)
+figures_dir, tables_dir = repo_path(figures_dir), repo_path(tables_dir)
 cache_dir = data_dir / "cache"
 cfg = load_config(profile)
 cutoff = cfg.objective.spectral_cutoff

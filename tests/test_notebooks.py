@@ -1,12 +1,14 @@
 """The notebooks: paired .py / .ipynb in sync, a papermill ``parameters`` cell, a smoke run."""
 
+import os
 import shutil
 from pathlib import Path
 
 import jupytext
 import pytest
 
-from neurossl.paper import NOTEBOOKS_DIR, NotebookError, notebook_paths, run_notebooks
+from neurossl.paper import (NOTEBOOKS_DIR, REPO_ROOT, NotebookError, notebook_paths, run_notebook,
+                            run_notebooks)
 
 PARAMETERS = {"profile", "data_dir", "splits_dir", "figures_dir", "tables_dir", "device",
               "objectives", "run_missing"}
@@ -48,15 +50,30 @@ def test_unknown_notebook_name_is_a_clear_error():
         "01_data_curation", "02_pretraining"]
 
 
+def files_under(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file below ``folder``: relative path -> (size, modification time)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.slow
 def test_smoke_run_of_every_notebook(smoke_data, smoke_eval, tmp_path):
+    """Every notebook as JupyterLab runs it: the kernel in notebooks/, the folders given relative
+    to the repository root (from notebooks/ the same strings point elsewhere), the defaults
+    otherwise except the profile and the session's objectives."""
     data = tmp_path / "run"
     shutil.copytree(smoke_data, data)
     out = tmp_path / "paper"
-    executed = run_notebooks("smoke", data, out, data / "splits",
-                             objectives=["mae", "slmae", "jepa"], progress=False)
+    folders = {"data_dir": data, "splits_dir": data / "splits", "figures_dir": out / "figures",
+               "tables_dir": out / "tables"}
+    parameters = {"profile": "smoke", "objectives": ["mae", "slmae", "jepa"],
+                  **{name: os.path.relpath(folder, REPO_ROOT) for name, folder in folders.items()}}
+    (data / "notebooks").mkdir()
+    before = files_under(NOTEBOOKS_DIR)
+    executed = [run_notebook(path, data / "notebooks" / f"{path.stem}.ipynb", parameters,
+                             progress=False) for path in notebook_paths()]
+    assert files_under(NOTEBOOKS_DIR) == before, "a notebook wrote under notebooks/"
     assert [p.name for p in executed] == [f"{p.stem}.ipynb" for p in SOURCES]
-    assert all(p.parent == data / "notebooks" for p in executed)
     for stem in ["fig01_cohort", "fig01_curation", "fig01_acquisition", "fig01_example_slices",
                  "fig02_loss_curves", "fig02_collapse_monitor", "fig02_reconstructions"]:
         for suffix in (".png", ".pdf"):
@@ -70,6 +87,27 @@ def test_smoke_run_of_every_notebook(smoke_data, smoke_eval, tmp_path):
             (out / "tables").glob(f"tab{number}_*")), f"notebook {number} wrote nothing"
     for objective in ["mae", "slmae", "jepa"]:
         assert (data / "pretrain" / objective / "encoder.safetensors").is_file()
+    for path in executed:  # papermill's kernel: progress bars as text, no widgets
+        text = path.read_text()
+        assert "application/vnd.jupyter.widget-view+json" not in text, path.name
+        assert "IProgress not found" not in text, path.name
+    assert "spectra: " in executed[-1].read_text()  # notebook 05's text bar
+
+
+def test_notebooks_run_with_absolute_parameters_in_their_folder(tmp_path, monkeypatch):
+    """run_notebooks injects absolute paths and starts each kernel in the notebook's folder."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "01_where.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "demo"\ndata_dir = "runs/demo"\n\n'
+        '# %%\nimport os\nprint("cwd", os.getcwd())\nprint("data_dir", data_dir)\n')
+    monkeypatch.setattr("neurossl.paper.NOTEBOOKS_DIR", folder)
+    monkeypatch.chdir(tmp_path)
+    [executed] = run_notebooks("smoke", "data", "out", "splits", progress=False)
+    executed = executed.resolve()
+    assert executed == tmp_path / "data" / "notebooks" / "01_where.ipynb"
+    assert f"cwd {folder}" in executed.read_text()
+    assert f"data_dir {tmp_path / 'data'}" in executed.read_text()  # relative to the caller
 
 
 def test_failing_notebook_names_notebook_and_cell(tmp_path, monkeypatch):

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from neurossl.config import PreprocessConfig
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.data.split_files import read_splits
 from neurossl.evaluate.backbones import EncoderSpec, build_token_encoder, resolve_encoder
+from neurossl.progress import tqdm
 
 SCAN_COLUMNS = ["scan_uid", "subject_id", "dataset", "label", "modality"]
 

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from neurossl.progress import tqdm
 
 
 def _check_volume(volume: np.ndarray) -> np.ndarray:

@@ -26,11 +26,11 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from neurossl.config import PreprocessConfig
 from neurossl.data.io import MISSING, VolumeError, mask_path_for
 from neurossl.data.preprocess import deterministic_stage, is_ct
+from neurossl.progress import tqdm
 
 CACHE_OVERFLOW = "cache_dtype_overflow"  # reason code, in the style of neurossl.data.io's
 INDEX_FILE = "index.csv"

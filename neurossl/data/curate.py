@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from neurossl.config import CurationConfig
 from neurossl.data import curation_rules, io
+from neurossl.progress import tqdm
 
 logger = logging.getLogger(__name__)
 

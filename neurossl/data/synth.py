@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from neurossl import __version__
 from neurossl.config import CohortConfig
@@ -41,6 +40,7 @@ from neurossl.data.anatomy import Shell, Template, Tissues, load_template, make_
 from neurossl.data.cohort_plan import ANATOMY, ATROPHY, DATASETS, LESION, SCAN, SubjectPlan, plan_cohort, subject_rng
 from neurossl.data.contrast import synthesize, tissue_intensities
 from neurossl.data.pathology import Lesion, apply_autism_effect, carve_lesion, make_glioma, neurodegenerate
+from neurossl.progress import tqdm
 
 SCAN_COLUMNS = (
     "scan_uid",

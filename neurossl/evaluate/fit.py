@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from neurossl.data.dataset import batch_to_device
 from neurossl.evaluate.metrics import roc_auc
+from neurossl.progress import tqdm
 from neurossl.train.schedules import warmup_cosine
 
 

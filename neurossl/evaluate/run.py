@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from neurossl.config import Config
 from neurossl.data.cache import read_index
@@ -31,6 +30,7 @@ from neurossl.evaluate.metrics import classification_metrics
 from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
 from neurossl.models import save_encoder
+from neurossl.progress import tqdm
 from neurossl.train.host_memory import retain_on_cpu
 
 MODES = ("frozen", "finetune")

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from neurossl.config import Config
 from neurossl.evaluate.backbones import EncoderSpec, random_twin, resolve_encoder
 from neurossl.evaluate.run import EvalOutput, Evaluator
 from neurossl.evaluate.tables import append_results
+from neurossl.progress import tqdm
 
 RESNET = EncoderSpec("resnet50", "none", None)
 VOXELS = EncoderSpec("voxels", "none", None)

@@ -24,10 +24,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import select_entries
+from neurossl.progress import tqdm
 
 C_GRID = np.logspace(-3, 1, 5)  # inverse L2 strengths tried by the inner cross-validation
 INNER_FOLDS = 3  # of that cross-validation; every class needs this many training scans

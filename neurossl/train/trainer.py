@@ -21,11 +21,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from neurossl.config import Config
 from neurossl.data.dataset import batch_to_device
 from neurossl.objectives.base import Objective, StepInfo
+from neurossl.progress import tqdm
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.blocks import checkpoint_blocks, compile_blocks
 from neurossl.train.distributed import DistEnv, broadcast_from_main
