@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from neurossl.config import ConfigError
+from neurossl.config import ConfigError, to_dict
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.schedules import cosine, linear, warmup_cosine
 from neurossl.train.trainer import TrainingDiverged, loss_fell, read_metrics
@@ -97,6 +97,8 @@ def test_training_runs_logs_and_checkpoints(tmp_path):
     kept = [p.name for p in ckpt.step_checkpoints(tmp_path / "checkpoints")]
     assert kept == ["step_00000004.pt", "step_00000006.pt", "step_00000008.pt"]  # keep_checkpoints=3
     assert (tmp_path / "checkpoints" / "last.pt").resolve().name == "step_00000008.pt"
+    state = ckpt.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["config"] == to_dict(trainer.cfg)  # the resolved settings, not only the profile
 
 
 def test_resume_after_sigkill_is_bitwise_identical(tmp_path):

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from neurossl.config import Config
+from neurossl.config import Config, to_dict
 from neurossl.data.dataset import batch_to_device
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.progress import tqdm
@@ -98,6 +98,7 @@ class Trainer:
             "position": vars(self.position).copy(),
             "rng": ckpt.rng_state(),
             "config_profile": self.cfg.profile,
+            "config": to_dict(self.cfg),  # the resolved settings the run was trained with
             "layout": self.layout(),
         }
 
