@@ -194,7 +194,7 @@ class ModelConfig:
     predictor_dim: int = 384  # official JEPA predictor: 6 blocks, 384 wide
     predictor_depth: int = 6
     predictor_heads: int = 12
-    moe_every: int = 0  # Neuro-JEPA: every n-th block uses a sparse MoE MLP (0 = none)
+    moe_every: int = 2  # MoE-JEPA (Neuro-JEPA): every n-th block uses a sparse MoE MLP (>= 1)
     num_experts: int = 4
     moe_top_k: int = 2
     moe_capacity: float = 1.25

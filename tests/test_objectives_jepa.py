@@ -75,3 +75,10 @@ def test_teacher_stays_in_eval_mode_while_the_student_trains():
     obj.train()
     assert obj.student.training and not obj.teacher.training
     assert not any(m.training for m in obj.teacher.modules())
+
+
+def test_moe_every_means_every_nth_block_and_zero_is_refused_by_name():
+    obj = objective("moe_jepa", "model.moe_every=1")
+    assert all(hasattr(block.mlp, "router") or "MoE" in type(block.mlp).__name__ for block in obj.student.blocks)
+    with pytest.raises(ValueError, match=r"model.moe_every must be >= 1"):
+        objective("moe_jepa", "model.moe_every=0")

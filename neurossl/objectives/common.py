@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
-from neurossl.config import Config, MaskConfig
+from neurossl.config import Config, ConfigError, MaskConfig
 from neurossl.masks import build_mask_generator
 from neurossl.models import build_encoder
 from neurossl.train.schedules import linear
@@ -22,9 +22,11 @@ def encoder_from_config(cfg: Config, input_shape: tuple[int, int, int, int],
     overrides = {k: v for k, v in (("embed_dim", m.embed_dim), ("depth", m.depth),
                                    ("num_heads", m.num_heads)) if v}
     moe_cfg = None
+    if moe and m.moe_every < 1:
+        raise ConfigError(f"model.moe_every must be >= 1 (every n-th block a mixture of experts), got {m.moe_every}")
     if moe:
         moe_cfg = {"num_experts": m.num_experts, "top_k": m.moe_top_k,
-                   "capacity_factor": m.moe_capacity, "every": m.moe_every or 2}
+                   "capacity_factor": m.moe_capacity, "every": m.moe_every}
     channels, *spatial = input_shape
     return build_encoder(m.name, img_size=tuple(spatial), patch_size=m.patch_size,
                          tubelet_size=m.tubelet_size, in_chans=channels, drop_path=m.drop_path,
