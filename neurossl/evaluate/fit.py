@@ -131,26 +131,23 @@ def predict(model: nn.Module, dataset: Dataset, device: torch.device, batch_size
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, dataset: Dataset, device: torch.device, weights: torch.Tensor,
-                    settings: FitSettings) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    for batch in loader(dataset, settings, shuffle=False):
-        batch = batch_to_device(batch, device)
-        total += float(F.cross_entropy(model(batch).float(), batch["y"], weight=weights, reduction="sum"))
-        count += len(batch["y"])
-    return total / max(count, 1)
-
-
 def validation_score(model: nn.Module, dataset: Dataset, device: torch.device, weights: torch.Tensor,
                      settings: FitSettings) -> tuple[float, float]:
-    """``(score, loss)`` on ``dataset``; higher scores are better (``-loss`` or the ROC-AUC, which
-    counts as -inf when the validation split lacks a class)."""
-    loss = validation_loss(model, dataset, device, weights, settings)
+    """``(score, loss)`` on ``dataset`` from one pass over it; higher scores are better (``-loss``
+    or the ROC-AUC, which counts as -inf when the validation split lacks a class)."""
+    model.eval()
+    total, probs, labels = 0.0, [], []
+    for batch in loader(dataset, settings, shuffle=False):
+        batch = batch_to_device(batch, device)
+        logits = model(batch).float()
+        total += float(F.cross_entropy(logits, batch["y"], weight=weights, reduction="sum"))
+        if settings.select == "auc":
+            probs.append(F.softmax(logits, dim=-1).cpu())
+            labels.append(batch["y"].cpu())
+    loss = total / max(len(dataset), 1)
     if settings.select == "loss":
         return -loss, loss
-    proba, y = predict(model, dataset, device, settings.batch_size)
-    auc = roc_auc(y, proba)
+    auc = roc_auc(torch.cat(labels).numpy(), torch.cat(probs).numpy())
     return (auc if math.isfinite(auc) else -math.inf), loss
 
 
