@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
         nargs="+",
         choices=("phantom", "demo"),
         help="data made here: 1 mm / thick-slice phantoms and/or the demo cohort "
-        "(default: both when neurossl.data.synth exists, else phantoms)",
+        "(default: both when neurossl.cohort.synth exists, else phantoms)",
     )
     parser.add_argument(
         "--work", type=Path, help="where volumes and caches go (default: a temp dir)"
@@ -129,7 +129,7 @@ def make_source(name: str, args: argparse.Namespace, work: Path) -> tuple[Path, 
     root = work / name
     root.mkdir(parents=True, exist_ok=True)
     if name == "demo":
-        from neurossl.data.synth import generate_cohort  # optional: the demo-cohort module
+        from neurossl.cohort.synth import generate_cohort  # optional: the demo-cohort module
 
         generate_cohort(root, CohortConfig(subjects=args.volumes))
         return root, read_scans(root), f"demo cohort ({args.volumes} subjects, 2 mm MNI-derived)"
@@ -145,7 +145,7 @@ def default_sources(args: argparse.Namespace) -> list[str]:
         return ["cohort"]
     if args.sources:
         return args.sources
-    return ["phantom", "demo"] if importlib.util.find_spec("neurossl.data.synth") else ["phantom"]
+    return ["phantom", "demo"] if importlib.util.find_spec("neurossl.cohort.synth") else ["phantom"]
 
 
 def volumes_per_second(dataset, workers: int, passes: int) -> float:

@@ -36,7 +36,7 @@ def _config(args: argparse.Namespace, objective: str | None = None):
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
     """Generate the synthetic demo cohort from the MNI template shipped with nilearn."""
-    from neurossl.data.synth import generate_cohort
+    from neurossl.cohort.synth import generate_cohort
 
     cfg = _config(args)
     if args.seed is not None:
@@ -75,7 +75,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_splits_make(args: argparse.Namespace) -> int:
     """Write the paper's subject-level split protocol for the demo datasets."""
     from neurossl.data.scans_table import read_scans_table
-    from neurossl.data.splits import make_splits
+    from neurossl.splits.make import make_splits
 
     cfg = _config(args)
     scans = read_scans_table(args.scans)
@@ -86,7 +86,7 @@ def cmd_splits_make(args: argparse.Namespace) -> int:
 
 def cmd_splits_audit(args: argparse.Namespace) -> int:
     """Count subjects / scans per partition and check for subject leakage."""
-    from neurossl.data.splits import audit_splits, format_audit
+    from neurossl.splits.audit import audit_splits, format_audit
 
     result = audit_splits(args.dir)
     print(format_audit(result))

@@ -34,7 +34,7 @@ def folder_size_mb(path: Path) -> float:
 def summarize_run(run_dir: str | Path, splits_dir: str | Path | None = None) -> str:
     """Markdown summary of ``run_dir``'s ``cohort/``, ``curation.csv``, ``cache/`` and a split audit."""
     from neurossl.data.curate import summarize_report
-    from neurossl.data.splits import audit_splits, format_audit
+    from neurossl.splits.audit import audit_splits, format_audit
 
     run_dir = Path(run_dir)
     parts = [f"# neurossl data summary: {run_dir}"]

@@ -47,7 +47,7 @@ from neurossl.data.curate import summarize_report
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.data.io import load_mask, load_volume
 from neurossl.data.preprocess import slice_axis
-from neurossl.data.split_audit import audit_splits, format_audit
+from neurossl.splits.audit import audit_splits, format_audit
 from neurossl.evaluate.tables import write_table
 from neurossl.paths import repo_path
 from neurossl.plots.cohort import (acquisition_table, curation_counts, plot_acquisition,

@@ -56,7 +56,7 @@ from neurossl.analysis.spectrum import (crop_to_mask, high_frequency_energy, rec
 from neurossl.config import load_config
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
-from neurossl.data.split_files import read_splits
+from neurossl.splits.files import read_splits
 from neurossl.evaluate.tables import write_table
 from neurossl.paths import repo_path
 from neurossl.plots.evaluation import plot_reconstruction_slices

@@ -6,7 +6,7 @@ import pytest
 from neurossl.data.coverage import (
     CoverageError, check_coverage, coverage_report, format_coverage, pretrain_files, task_files,
 )
-from neurossl.data.split_files import SplitError
+from neurossl.splits.files import SplitError
 
 SPLITS = pd.DataFrame(
     [("adni", None, None, "pretrain", "S1", uid, "adni_pretrain_ids.csv") for uid in ("I1", "I2", "I3", "I4", "I5")]

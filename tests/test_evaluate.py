@@ -7,7 +7,7 @@ import torch
 
 from neurossl.config import load_config
 from neurossl.data.cache import read_index
-from neurossl.data.split_files import read_splits
+from neurossl.splits.files import read_splits
 from neurossl.evaluate import run as run_module
 from neurossl.evaluate.backbones import TokenClassifier, random_twin, resolve_encoder
 from neurossl.evaluate.fewshot import sample_per_class

@@ -188,7 +188,7 @@ def test_scans_cli_columns_and_check(tmp_path, capsys):
 
 @pytest.mark.skipif(not PAPER_SPLITS.is_dir(), reason="the paper's released splits are not here")
 def test_every_released_downstream_split_has_a_paper_task():
-    from neurossl.data.split_files import read_splits
+    from neurossl.splits.files import read_splits
 
     splits = read_splits(PAPER_SPLITS)
     down = splits[splits["partition"] != "pretrain"]

@@ -8,20 +8,9 @@ import pandas as pd
 import pytest
 
 from neurossl.config import SplitConfig
-from neurossl.data.splits import (
-    SplitError,
-    SplitLeakageError,
-    SplitWarning,
-    assert_no_leakage,
-    audit_splits,
-    format_audit,
-    load_partition,
-    make_splits,
-    parse_split_name,
-    read_splits,
-    split_file_name,
-    subject_labels,
-)
+from neurossl.splits.audit import assert_no_leakage, audit_splits, format_audit, load_partition
+from neurossl.splits.files import SplitError, SplitLeakageError, parse_split_name, read_splits, split_file_name
+from neurossl.splits.make import SplitWarning, make_splits, subject_labels
 
 PAPER_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "paper-splits"
 TASK_LABELS = {"nc_vs_ad": {"NC", "AD"}, "nc_vs_mci": {"NC", "MCI"}}

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from neurossl.config import CohortConfig
-from neurossl.data import synth
-from neurossl.data.acquisition import RenderedScan, render, sample_acquisition
-from neurossl.data.anatomy import load_template
-from neurossl.data.cohort_plan import dataset_counts, plan_cohort, plan_subject
-from neurossl.data.contrast import synthesize, tissue_intensities
+from neurossl.cohort import synth
+from neurossl.cohort.acquisition import RenderedScan, render, sample_acquisition
+from neurossl.cohort.anatomy import load_template
+from neurossl.cohort.cohort_plan import dataset_counts, plan_cohort, plan_subject
+from neurossl.cohort.contrast import synthesize, tissue_intensities
 
 SEED = 0
 SMALL = CohortConfig(seed=SEED, subjects=10, max_visits=2, anisotropic_fraction=0.5)

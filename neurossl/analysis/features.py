@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from neurossl.config import PreprocessConfig
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
-from neurossl.data.split_files import read_splits
+from neurossl.splits.files import read_splits
 from neurossl.evaluate.backbones import EncoderSpec, build_token_encoder, resolve_encoder
 from neurossl.progress import tqdm
 

@@ -1,1 +1,1 @@
-"""Data stages: synthetic demo cohort, curation, preprocessing cache, datasets, splits."""
+"""The real-data pipeline: reading, curation, preprocessing cache, datasets, augmentation, scans tables."""

@@ -31,7 +31,7 @@ import pandas as pd
 from neurossl.data.cache import read_index
 from neurossl.data.curate import read_report
 from neurossl.data.scans_table import read_scans_table
-from neurossl.data.split_files import SplitError, read_splits
+from neurossl.splits.files import SplitError, read_splits
 
 STAGES = ("not_in_table", "missing_file", "rejected", "not_cached", "cached")
 COUNTS = ("named", "on_disk", "kept", "cached")
@@ -131,7 +131,7 @@ def coverage_report(splits: pd.DataFrame, scans: pd.DataFrame, root: str | Path,
     """Follow every scan the split files name through table, disk, curation and cache.
 
     Args:
-        splits: rows of :func:`~neurossl.data.split_files.read_splits` (the files a run uses).
+        splits: rows of :func:`~neurossl.splits.files.read_splits` (the files a run uses).
         scans: the validated scans table; ``path`` relative to ``root``.
         root: the data root.
         curation: the curation report (``path, status, reason``), or None when not curated

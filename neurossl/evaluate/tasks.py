@@ -4,7 +4,7 @@ A task names a dataset and a task of the split folder (``<dataset>_downstream[_f
 <partition>_ids.csv``) and maps the dataset's label strings to class indices. The demo tasks
 mirror the paper's: Alzheimer's (NC vs AD, NC vs MCI; 5-fold CV), glioma grade (2 vs 3/4 and
 3-class) and autism (ASD vs TD). Folds and partitions always come through
-:func:`~neurossl.data.split_audit.load_partition`, which refuses a leaking split.
+:func:`~neurossl.splits.audit.load_partition`, which refuses a leaking split.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurossl.data.split_audit import load_partition
-from neurossl.data.split_files import read_splits
+from neurossl.splits.audit import load_partition
+from neurossl.splits.files import read_splits
 
 PARTITIONS = ("train", "val", "test")
 

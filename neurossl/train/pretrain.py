@@ -17,8 +17,8 @@ import torch
 from neurossl import __version__
 from neurossl.config import Config, save_config, to_dict
 from neurossl.data.dataset import CachedVolumeDataset
-from neurossl.data.split_audit import assert_no_leakage
-from neurossl.data.split_files import read_splits
+from neurossl.splits.audit import assert_no_leakage
+from neurossl.splits.files import read_splits
 from neurossl.models import save_encoder
 from neurossl.objectives import build_objective
 from neurossl.objectives.base import EXPORT_KEYS

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from neurossl.data.split_files import (
+from neurossl.splits.files import (
     COLUMNS,
     PARTITIONS,
     SplitError,

@@ -1,6 +1,6 @@
 """Acquisition effects for the demo cohort: geometry, slice thickness, bias, noise, storage.
 
-A noise-free image on the subject grid (:mod:`neurossl.data.contrast`) becomes a scan by
+A noise-free image on the subject grid (:mod:`neurossl.cohort.contrast`) becomes a scan by
 
 1. resampling onto the acquisition grid (a field of view inside the head box, near-isotropic or
    thick-slice along a sagittal / coronal / axial through-plane axis; each coarser axis is first
@@ -20,8 +20,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from neurossl.data.anatomy import HEAD_BOX_MM
-from neurossl.data.fields import interpolate_axis
+from neurossl.cohort.anatomy import HEAD_BOX_MM
+from neurossl.cohort.fields import interpolate_axis
 
 # Stored voxel-axis orientations, common ones (RAS, LAS, LPS) first.
 ORIENTATIONS = ("RAS", "LAS", "LPS", "RPI", "LIP", "PSR", "ASL", "SAR", "ILA")

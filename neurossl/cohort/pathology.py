@@ -17,7 +17,7 @@ from types import MappingProxyType
 import numpy as np
 from scipy import ndimage as ndi
 
-from neurossl.data.anatomy import Tissues, apply_atrophy
+from neurossl.cohort.anatomy import Tissues, apply_atrophy
 
 # Baseline severity and yearly progression per diagnosis (0 = none, ~1 = severe AD).
 SEVERITY = MappingProxyType({"NC": (0.0, 0.005), "MCI": (0.35, 0.03), "AD": (0.7, 0.06)})

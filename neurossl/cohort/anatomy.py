@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage as ndi
 
-from neurossl.data.fields import half_grid, smooth_field, upsample_half, world_axes
+from neurossl.cohort.fields import half_grid, smooth_field, upsample_half, world_axes
 
 # World box of the subject grid in mm, per RAS axis: the MNI brain (x -72..72, y -106..72,
 # z -72..82) plus room for the skull shell and for the random head scaling and rotation.

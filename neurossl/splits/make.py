@@ -19,8 +19,7 @@ fewer subjects of a label than folds (a test fold would miss that label) or a pa
 would be empty is an error naming the dataset, task and counts. Warnings are also recorded in
 ``splits.json``.
 
-Reading and auditing live in :mod:`neurossl.data.split_files` / :mod:`neurossl.data.split_audit`
-and are re-exported here.
+Reading and auditing live in :mod:`neurossl.splits.files` / :mod:`neurossl.splits.audit`.
 """
 
 from __future__ import annotations
@@ -40,27 +39,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from neurossl.config import ConfigError, SplitConfig
-from neurossl.data.split_audit import (
-    AuditResult,
-    Leak,
-    assert_no_leakage,
-    audit_splits,
-    format_audit,
-    load_partition,
-)
-from neurossl.data.split_files import (
-    SplitError,
-    SplitLeakageError,
-    parse_split_name,
-    read_splits,
-    split_file_name,
-)
-
-__all__ = [
-    "DEMO_PROTOCOL", "AuditResult", "DatasetProtocol", "Leak", "SplitError", "SplitLeakageError",
-    "SplitWarning", "Task", "assert_no_leakage", "audit_splits", "format_audit", "load_partition",
-    "make_splits", "parse_split_name", "read_splits", "split_file_name", "subject_labels",
-]
+from neurossl.splits.files import SplitError, parse_split_name, split_file_name
 
 MANIFEST = "splits.json"
 ROLES = ("cv", "holdout", "pretrain")

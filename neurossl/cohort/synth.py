@@ -35,11 +35,11 @@ from joblib import Parallel, delayed
 from neurossl import __version__
 from neurossl.config import CohortConfig
 from neurossl.data.catalog import read_scans
-from neurossl.data.acquisition import RenderedScan, nifti_bytes, render, reorient, sample_acquisition
-from neurossl.data.anatomy import Shell, Template, Tissues, load_template, make_subject, skull_shell
-from neurossl.data.cohort_plan import ANATOMY, ATROPHY, DATASETS, LESION, SCAN, SubjectPlan, plan_cohort, subject_rng
-from neurossl.data.contrast import synthesize, tissue_intensities
-from neurossl.data.pathology import Lesion, apply_autism_effect, carve_lesion, make_glioma, neurodegenerate
+from neurossl.cohort.acquisition import RenderedScan, nifti_bytes, render, reorient, sample_acquisition
+from neurossl.cohort.anatomy import Shell, Template, Tissues, load_template, make_subject, skull_shell
+from neurossl.cohort.cohort_plan import ANATOMY, ATROPHY, DATASETS, LESION, SCAN, SubjectPlan, plan_cohort, subject_rng
+from neurossl.cohort.contrast import synthesize, tissue_intensities
+from neurossl.cohort.pathology import Lesion, apply_autism_effect, carve_lesion, make_glioma, neurodegenerate
 from neurossl.progress import tqdm
 
 SCAN_COLUMNS = (
@@ -155,7 +155,7 @@ def _write_atomic(path: Path, payload: bytes) -> None:
 
 
 def _manifest(cfg: CohortConfig) -> dict:
-    return {"generator": "neurossl.data.synth", "version": __version__, "config": dataclasses.asdict(cfg)}
+    return {"generator": "neurossl.cohort.synth", "version": __version__, "config": dataclasses.asdict(cfg)}
 
 
 def is_up_to_date(out_dir: str | Path, cfg: CohortConfig) -> bool:

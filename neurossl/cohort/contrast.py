@@ -12,8 +12,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from neurossl.data.anatomy import Shell, Tissues
-from neurossl.data.pathology import Lesion
+from neurossl.cohort.anatomy import Shell, Tissues
+from neurossl.cohort.pathology import Lesion
 
 MODALITIES = ("T1w", "T2w", "FLAIR", "CT")
 TISSUES = ("air", "csf", "gm", "wm", "bone", "marrow", "fat", "skin", "solid", "necrosis", "edema")
