@@ -262,38 +262,42 @@ def run_ddp(folder: Path, steps: list[str], env: dict, timeout: float = 90,
 
 
 # SimCLR and DINO-MIM (with KoLeo) gather the global batch for their batch-level losses; MAE
-# runs with compiled blocks inside DDP (eager MAE under DDP: the torchrun test below).
-@pytest.mark.parametrize("objective, extra", [
-    ("mae", ["--set", "train.compile=aot_eager"]), ("jepa", []), ("simclr", []),
-    ("dino_mim", ["--set", "objective.koleo_weight=0.1"]),
-])
-def test_ddp_two_processes_equal_single_process(tmp_path, objective, extra):
+# runs with compiled blocks inside DDP (eager MAE under DDP: the torchrun test below). The four
+# train one after the other in each process, so the pair and the reference start up once.
+DDP_OBJECTIVES = ("mae:train.compile=aot_eager", "jepa", "simclr", "dino_mim:objective.koleo_weight=0.1")
+
+
+def test_ddp_two_processes_equal_single_process(tmp_path):
     # each collective gives up after 45 s, so a dead or hung peer surfaces as an error in the log
-    steps = ["--set", "train.max_steps=3", "--set", "train.dist_timeout_s=45",
-             "--objective", objective, *extra]
+    steps = ["--set", "train.max_steps=3", "--set", "train.dist_timeout_s=45"]
+    for spec in DDP_OBJECTIVES:
+        steps += ["--objective", spec]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # the one-process reference runs alongside the pair (3 single-threaded processes, 2 cores)
     single = run_worker(tmp_path / "single", tmp_path / "single.pt", *steps, "--set",
                         "optim.batch_size=4", env=env)
-    failure = run_ddp(tmp_path / "ddp1", steps, env)
-    assert single.wait(timeout=120) == 0, output(single)
+    failure = run_ddp(tmp_path / "ddp1", steps, env, timeout=240)
+    assert single.wait(timeout=240) == 0, output(single)
     if failure is not None:
         # Pairs used to hang at exit in ~1 of 20 runs (gloo's worker thread and the destroyed
         # group deadlocked on the GIL; `shutdown_distributed(finished=True)` now waits at a
-        # barrier first: 0 hangs in 80 runs). One retry on a new port stays, so that a rare
-        # loopback hiccup does not fail the suite; a real fault fails both attempts, logs shown.
-        warnings.warn(f"DDP {objective}: first attempt failed, retrying: {failure}")
-        second = run_ddp(tmp_path / "ddp2", steps, env)
+        # barrier first). One retry on a new port stays, so that a rare loopback hiccup does not
+        # fail the suite; a real fault fails both attempts, logs shown.
+        warnings.warn(f"DDP: first attempt failed, retrying: {failure}")
+        second = run_ddp(tmp_path / "ddp2", steps, env, timeout=240)
         assert second is None, f"first attempt: {failure}\nsecond attempt: {second}"
         final = tmp_path / "ddp2" / "final.pt"
     else:
         final = tmp_path / "ddp1" / "final.pt"
-    if "train.compile=aot_eager" in extra:
-        assert "compiled blocks 3" in final.with_name("final.pt.1.log").read_text()  # 2 + decoder's 1
-    a, b = torch.load(tmp_path / "single.pt"), torch.load(final)
-    for key in a:
-        if torch.is_tensor(a[key]) and a[key].is_floating_point():
-            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+    assert "mae: model DistributedDataParallel" in final.with_name("final.pt.1.log").read_text()
+    assert "compiled blocks 3" in final.with_name("final.pt.1.log").read_text()  # 2 + decoder's 1
+    for objective in (spec.partition(":")[0] for spec in DDP_OBJECTIVES):
+        a = torch.load(f"{tmp_path / 'single.pt'}.{objective}")
+        b = torch.load(f"{final}.{objective}")
+        for key in a:
+            if torch.is_tensor(a[key]) and a[key].is_floating_point():
+                torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6,
+                                           msg=f"{objective}: {key}")
 
 
 def test_torchrun_single_process_takes_the_ddp_path_bitwise_equal_to_a_plain_run(tmp_path):

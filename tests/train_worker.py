@@ -2,6 +2,10 @@
 
 ``python tests/train_worker.py RUN_DIR OUT [--resume] [--item-delay S] [--device cuda]`` trains
 the smoke MAE on deterministic random volumes and saves the final objective state to OUT.
+``--objective NAME[:KEY=VALUE,...]`` picks another objective (with overrides of its own); given
+more than once, the objectives train one after the other in the same process (and process
+group), into ``RUN_DIR/NAME`` with their states saved to ``OUT.NAME``: one start-up for several
+short runs.
 """
 
 from __future__ import annotations
@@ -60,25 +64,36 @@ def main() -> int:
     parser.add_argument("out")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--item-delay", type=float, default=0.0)
-    parser.add_argument("--objective", default="mae")
+    parser.add_argument("--objective", dest="objectives", action="append", default=[])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", dest="extra", action="append", default=[])
     args = parser.parse_args()
     # a test that finds this worker hung sends SIGUSR1 first: the log then shows where it waits
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     torch.set_num_threads(1)
-    trainer = make_trainer(args.run_dir, args.objective, args.extra, args.item_delay,
-                           device=args.device)
+    specs = args.objectives or ["mae"]
+    for spec in specs:
+        name, _, sets = spec.partition(":")
+        extra = [*args.extra, *filter(None, sets.split(","))]
+        alone = len(specs) == 1
+        run_dir = args.run_dir if alone else f"{args.run_dir}/{name}"
+        out = args.out if alone else f"{args.out}.{name}"
+        train_one(run_dir, out, name, extra, args)
+    shutdown_distributed(finished=True)
+    return 0
+
+
+def train_one(run_dir: str, out: str, objective: str, extra: list[str], args) -> None:
+    """Train (or resume) one objective into ``run_dir``; the main rank saves its state to ``out``."""
+    trainer = make_trainer(run_dir, objective, extra, args.item_delay, device=args.device)
     backend = dist.get_backend() if dist.is_initialized() else "none"
-    print(f"model {type(trainer.model).__name__}, backend {backend}, device {trainer.env.device}, "
-          f"compiled blocks {trainer.compiled_blocks}", flush=True)
+    print(f"{objective}: model {type(trainer.model).__name__}, backend {backend}, "
+          f"device {trainer.env.device}, compiled blocks {trainer.compiled_blocks}", flush=True)
     if args.resume:
         trainer.resume()
     trainer.fit()
     if trainer.env.is_main:
-        torch.save(trainer.objective.state_dict(), args.out)
-    shutdown_distributed(finished=True)
-    return 0
+        torch.save(trainer.objective.state_dict(), out)
 
 
 if __name__ == "__main__":
