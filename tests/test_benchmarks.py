@@ -1,0 +1,55 @@
+"""The benchmark scripts compute what their pages say: the paper-run cost, like for like vs MONAI."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_run_cost_is_volumes_over_rate():
+    cost = load("paper_run_cost")
+    rates = pd.DataFrame({"shape": ["paper", "demo", "paper"], "objective": ["mae", "mae", "slmae"],
+                          "spectral_every": [None, None, 25], "vol_s": [1.0, 99.0, 2.0]})
+    table = cost.cost_table(rates, scans=40, epochs=360)  # 14,400 volumes: 4 h at 1 volume / s
+    assert table["objective"].tolist() == ["mae", "slmae (K=25)"]
+    assert table["GPU-hours, 1 GPU"].tolist() == [4.0, 2.0]
+    assert table["wall hours, 4 GPUs at linear scaling"].tolist() == [1.0, 0.5]
+
+
+def test_paper_run_cost_counts_the_released_split_when_given(tmp_path):
+    cost = load("paper_run_cost")
+    pd.DataFrame({"subject_id": ["a", "a", "b"], "scan_uid": ["1", "2", "3"]}).to_csv(
+        tmp_path / cost.PRETRAIN_FILE, index=False)
+    assert cost.pretrain_scans(tmp_path) == 3
+    with pytest.raises(SystemExit, match="no such split file"):
+        cost.pretrain_scans(tmp_path / "missing")
+
+
+def test_monai_twin_has_the_same_architecture():
+    vs = load("bench_vs_monai")
+    s = dict(size=16, patch=4, width=48, depth=2, heads=3, dec_width=24, dec_depth=1, dec_heads=2)
+    ours, _ = vs.neurossl_mae(s, torch.device("cpu"))
+    theirs, _ = vs.monai_mae(s, torch.device("cpu"))
+
+    def trainable(module):
+        return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+    # MONAI adds a class token (one row of the width) and, in every block, a cross-attention
+    # LayerNorm that self-attention blocks never call (a weight and a bias of the block's width)
+    unused = s["width"] + 2 * s["width"] * s["depth"] + 2 * s["dec_width"] * s["dec_depth"]
+    assert trainable(theirs) - trainable(ours) == unused
+    assert len(theirs.blocks) == len(ours.student.blocks) == s["depth"]
+    assert len(theirs.decoder_blocks) == len(ours.decoder.decoder_blocks) == s["dec_depth"]
