@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from monai.networks.blocks import TransformerBlock
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -51,5 +52,8 @@ def test_monai_twin_has_the_same_architecture():
     # LayerNorm that self-attention blocks never call (a weight and a bias of the block's width)
     unused = s["width"] + 2 * s["width"] * s["depth"] + 2 * s["dec_width"] * s["dec_depth"]
     assert trainable(theirs) - trainable(ours) == unused
-    assert len(theirs.blocks) == len(ours.student.blocks) == s["depth"]
-    assert len(theirs.decoder_blocks) == len(ours.decoder.decoder_blocks) == s["dec_depth"]
+    def blocks(sequence):  # MONAI's sequences end with their final LayerNorm
+        return sum(isinstance(m, TransformerBlock) for m in sequence)
+
+    assert blocks(theirs.blocks) == len(ours.student.blocks) == s["depth"]
+    assert blocks(theirs.decoder_blocks) == len(ours.decoder.decoder_blocks) == s["dec_depth"]
