@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from neurossl.config import ConfigError, to_dict
+from neurossl.plots.training import loss_fell
+from neurossl.runtime.files import load_checkpoint
+from neurossl.runtime.schedules import cosine, linear, warmup_cosine
 from neurossl.train import checkpoint as ckpt
-from neurossl.train.schedules import cosine, linear, warmup_cosine
-from neurossl.train.trainer import TrainingDiverged, loss_fell, read_metrics
+from neurossl.train.trainer import TrainingDiverged, read_metrics
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "train_worker.py"
@@ -97,7 +99,7 @@ def test_training_runs_logs_and_checkpoints(tmp_path):
     kept = [p.name for p in ckpt.step_checkpoints(tmp_path / "checkpoints")]
     assert kept == ["step_00000004.pt", "step_00000006.pt", "step_00000008.pt"]  # keep_checkpoints=3
     assert (tmp_path / "checkpoints" / "last.pt").resolve().name == "step_00000008.pt"
-    state = ckpt.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["config"] == to_dict(trainer.cfg)  # the resolved settings, not only the profile
 
 

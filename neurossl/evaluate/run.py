@@ -31,7 +31,8 @@ from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
 from neurossl.models import save_encoder
 from neurossl.progress import tqdm
-from neurossl.train.host_memory import retain_on_cpu
+from neurossl.runtime.device import resolve_device
+from neurossl.runtime.host_memory import retain_on_cpu
 
 MODES = ("frozen", "finetune")
 JEPA_FAMILY = ("jepa", "vcr_jepa", "moe_jepa")
@@ -50,12 +51,6 @@ class EvalOutput:
 
     def prediction_table(self) -> pd.DataFrame:
         return pd.concat(self.predictions, ignore_index=True) if self.predictions else pd.DataFrame()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Evaluator:

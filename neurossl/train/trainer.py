@@ -26,10 +26,11 @@ from neurossl.config import Config, to_dict
 from neurossl.data.dataset import batch_to_device
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.progress import tqdm
+from neurossl.runtime.files import load_checkpoint
+from neurossl.runtime.host_memory import retain_on_cpu
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.blocks import checkpoint_blocks, compile_blocks
 from neurossl.train.distributed import DistEnv, broadcast_from_main
-from neurossl.train.host_memory import retain_on_cpu
 from neurossl.train.optim import apply_schedules, build_optimizer
 from neurossl.train.sampler import ResumableSampler
 
@@ -137,7 +138,7 @@ class Trainer:
             raise FileNotFoundError(
                 f"rank {self.env.rank}: {folder / name}, rank 0's newest checkpoint, is not visible "
                 "here; on several nodes the run folder must be on storage every node shares")
-        state = ckpt.load_checkpoint(folder / name)
+        state = load_checkpoint(folder / name)
         saved = state.get("layout", self.layout())  # checkpoints before the layout was recorded
         if saved != self.layout():
             raise ValueError(
@@ -268,11 +269,3 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     # a run resumed from a checkpoint re-logs the steps after it: the later record wins
     by_step = {r["step"]: r for r in records}
     return [by_step[step] for step in sorted(by_step)]
-
-
-def loss_fell(records: list[dict], key: str = "loss", window: int = 3) -> bool:
-    """True when the mean of the last ``window`` logged values is below the first ``window``'s."""
-    values = [r[key] for r in records if key in r and math.isfinite(r[key])]
-    if len(values) < 2 * window:
-        return False
-    return sum(values[-window:]) / window < sum(values[:window]) / window
