@@ -19,6 +19,7 @@ from torch import nn
 
 from neurossl.models import VisionTransformer3D, load_encoder
 from neurossl.models.checkpoint_io import sidecar_path
+from neurossl.models.vit import modality_index
 
 BASELINES = ("random", "resnet50", "voxels")
 
@@ -93,14 +94,10 @@ class TokenEncoder(nn.Module):
         return self.encoder(x, modality=self.modality_ids(batch, x.device))
 
     def modality_ids(self, batch: dict, device: torch.device) -> torch.Tensor | None:
+        """Per-volume row of the encoder's modality embedding, ``(B,)`` long, or None."""
         if not hasattr(self.encoder, "modality_embed"):
             return None
-        names = list(batch["modality"])
-        unknown = sorted(set(names) - set(self.modalities))
-        if unknown:
-            raise ValueError(f"contrasts {unknown} have no modality embedding in this encoder "
-                             f"(it knows {list(self.modalities)})")
-        return torch.tensor([self.modalities.index(n) for n in names], device=device)
+        return modality_index(batch.get("modality"), self.modalities, device)
 
 
 def build_token_encoder(spec: EncoderSpec) -> TokenEncoder:
