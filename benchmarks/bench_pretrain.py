@@ -154,10 +154,9 @@ def make_trainer(cfg, name: str, env: DistEnv) -> tuple[Trainer, dict, int]:
     torch.manual_seed(0)
     objective = build_objective(cfg, shape)
     batch = cfg.optim.batch_size
-    trainer = Trainer(cfg, objective, [None] * batch, Path(tempfile.gettempdir()), env)
-    trainer.steps_per_epoch = STEPS_PER_EPOCH
-    trainer.total_steps = cfg.optim.epochs * STEPS_PER_EPOCH
-    trainer.warmup_steps = int(cfg.optim.warmup_epochs * STEPS_PER_EPOCH)
+    # the trainer never draws from its dataset here: every step repeats the batch returned below
+    trainer = Trainer(cfg, objective, [None] * batch, Path(tempfile.gettempdir()), env,
+                      steps_per_epoch=STEPS_PER_EPOCH)
     every = cfg.objective.spectral_every if name == "slmae" else 1
     return trainer, random_batch(shape, batch, cfg.objective.embedding_modalities, env.device, ct), every
 

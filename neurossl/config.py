@@ -531,7 +531,8 @@ LIMITS: dict[str, tuple[typing.Callable[[float], bool], str]] = {
 }
 
 
-def _value(cfg: Config, dotted: str) -> Any:
+def config_value(cfg: Config, dotted: str) -> Any:
+    """The value of ``section.key`` in ``cfg``."""
     section, key = dotted.split(".")
     return getattr(getattr(cfg, section), key)
 
@@ -542,14 +543,14 @@ def validate_choices(cfg: Config) -> None:
     from neurossl.objectives import OBJECTIVES  # the registry imports this module
 
     for dotted, valid in {**CHOICES, "objective.name": tuple(OBJECTIVES)}.items():
-        value = _value(cfg, dotted)
+        value = config_value(cfg, dotted)
         if value not in valid:
             close = difflib.get_close_matches(str(value), valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"'{dotted}' must be one of {', '.join(valid)}; got {value!r}.{hint}")
     for dotted, (within, words) in LIMITS.items():
-        if not within(_value(cfg, dotted)):
-            raise ConfigError(f"'{dotted}' must be {words}; got {_value(cfg, dotted)!r}")
+        if not within(config_value(cfg, dotted)):
+            raise ConfigError(f"'{dotted}' must be {words}; got {config_value(cfg, dotted)!r}")
     if cfg.model.moe_top_k > cfg.model.num_experts:
         raise ConfigError(f"'model.moe_top_k' ({cfg.model.moe_top_k}) must be <= 'model.num_experts' "
                           f"({cfg.model.num_experts})")
@@ -603,6 +604,18 @@ def load_config(
         cfg = _build(Config, parse_overrides(overrides), base=cfg)
     validate_choices(cfg)
     return cfg
+
+
+def saved_config(tree: dict[str, Any], source: str | Path,
+                 sections: tuple[str, ...] = ("preprocess", "model")) -> Config:
+    """The ``sections`` of a resolved config saved with a run or an export (``config.yaml``, a
+    checkpoint's or an encoder sidecar's ``config``) over the defaults; the other sections keep
+    their defaults, so a file written before a key elsewhere was renamed still reads. A bad key
+    in a read section is an error naming ``source``."""
+    try:
+        return _build(Config, {k: tree[k] for k in sections if k in tree})
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

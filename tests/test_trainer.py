@@ -60,6 +60,16 @@ def test_schedules_known_values():
     assert linear(50, 100, 0.998, 1.0) == pytest.approx(0.999)
 
 
+def test_the_schedule_length_comes_from_the_sampler_or_is_given(tmp_path):
+    extra = ["optim.epochs=3", "optim.warmup_epochs=0.5", "train.max_steps=0", "optim.batch_size=2"]
+    derived = make_trainer(tmp_path / "a", extra=extra, n=16)  # 16 volumes / 2 per batch = 8 steps
+    assert (derived.steps_per_epoch, derived.total_steps, derived.warmup_steps) == (8, 24, 4)
+    given = make_trainer(tmp_path / "b", extra=extra, n=16, steps_per_epoch=100)
+    assert (given.steps_per_epoch, given.total_steps, given.warmup_steps) == (100, 300, 50)
+    with pytest.raises(ValueError, match="steps_per_epoch must be >= 1, got 0"):
+        make_trainer(tmp_path / "c", extra=extra, steps_per_epoch=0)
+
+
 def test_official_clip_rule_clips_encoder_and_predictor_apart_and_only_after_warmup(tmp_path):
     # official app/vjepa/train.py: "if (epoch > warmup) and (clip_grad is not None):
     #     _enc_norm = torch.nn.utils.clip_grad_norm_(encoder.parameters(), clip_grad)

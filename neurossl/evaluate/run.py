@@ -22,7 +22,7 @@ from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import (EncoderClassifier, EncoderSpec, ResNetClassifier,
                                          TokenClassifier, TokenEncoder, build_token_encoder,
-                                         encoder_heads)
+                                         encoder_heads, encoder_preprocess)
 from neurossl.evaluate.fewshot import sample_per_class, sample_test
 from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict
 from neurossl.evaluate.heads import build_head
@@ -81,10 +81,12 @@ class Evaluator:
         self.intensities: dict[str, np.ndarray] = {}  # scan_uid -> `voxels` baseline features
 
     # ----------------------------------------------------------------- data
-    def volumes(self, frame: pd.DataFrame, train: bool, seed: int = 0) -> LabelledItems:
-        """Labelled cached volumes of ``frame``; augmented (training mode) when ``train``."""
+    def volumes(self, spec: EncoderSpec, frame: pd.DataFrame, train: bool, seed: int = 0) -> LabelledItems:
+        """Labelled cached volumes of ``frame`` as ``spec``'s model takes them
+        (:func:`encoder_preprocess`); augmented (training mode) when ``train``."""
         base = CachedVolumeDataset(self.cache_dir, frame["scan_uid"].tolist(), train=train,
-                                   preprocess=self.cfg.preprocess, augment=self.cfg.augment, seed=seed)
+                                   preprocess=encoder_preprocess(spec, self.cfg),
+                                   augment=self.cfg.augment, seed=seed)
         return LabelledItems(base, frame["y"].to_numpy())
 
     @torch.no_grad()
@@ -95,7 +97,8 @@ class Evaluator:
         if not missing:
             return
         encoder = build_token_encoder(spec).to(self.device).eval()
-        data = CachedVolumeDataset(self.cache_dir, missing, train=False, preprocess=self.cfg.preprocess)
+        data = CachedVolumeDataset(self.cache_dir, missing, train=False,
+                                   preprocess=encoder_preprocess(spec, self.cfg))
         batches = DataLoader(data, batch_size=self.cfg.evaluate.batch_size,
                              num_workers=self.cfg.train.num_workers)
         for batch in tqdm(batches, desc=f"encode {spec.name}", unit="batch", leave=False):
@@ -146,7 +149,7 @@ class Evaluator:
                 encoder = build_token_encoder(spec)
                 model = EncoderClassifier(encoder, build_head(e.head, encoder.embed_dim, task.num_classes,
                                                               encoder.num_heads, e.num_queries))
-            data = {p: self.volumes(f, train=p == "train", seed=seed) for p, f in parts.items()}
+            data = {p: self.volumes(spec, f, train=p == "train", seed=seed) for p, f in parts.items()}
         else:
             self.encode(spec, [u for f in parts.values() for u in f["scan_uid"]])
             dim = next(iter(self.tokens[f"{spec.name}:{spec.path}"].values())).shape[-1]

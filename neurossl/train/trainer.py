@@ -64,10 +64,17 @@ def check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
 
 
 class Trainer:
-    """Runs ``objective`` over ``dataset`` as ``cfg`` says, writing into ``run_dir``."""
+    """Runs ``objective`` over ``dataset`` as ``cfg`` says, writing into ``run_dir``.
+
+    The schedules (learning rate, weight decay, EMA momentum, warm-up) run over ``total_steps``
+    optimiser steps: ``train.max_steps`` when set, else ``optim.epochs x steps_per_epoch``.
+    ``steps_per_epoch`` defaults to what the sampler draws from ``dataset`` per epoch (its
+    micro-batches / ``optim.accum_steps``); pass it to train on a stand-in dataset as if on a
+    real one (the benchmarks repeat one batch mid-schedule).
+    """
 
     def __init__(self, cfg: Config, objective: Objective, dataset: Dataset, run_dir: str | Path,
-                 env: DistEnv):
+                 env: DistEnv, steps_per_epoch: int | None = None):
         self.cfg, self.env, self.dataset = cfg, env, dataset
         self.run_dir = Path(run_dir)
         retain_on_cpu(env.device, cfg.train.retain_host_memory)
@@ -80,8 +87,11 @@ class Trainer:
         self.optimizer = build_optimizer(self.objective, cfg.optim)
         self.sampler = ResumableSampler(len(dataset), cfg.optim.batch_size, cfg.train.seed,
                                         env.rank, env.world_size)
-        accum = cfg.optim.accum_steps
-        self.steps_per_epoch = max(1, self.sampler.batches_per_epoch // accum)
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, self.sampler.batches_per_epoch // cfg.optim.accum_steps)
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.steps_per_epoch = steps_per_epoch
         self.total_steps = cfg.train.max_steps or cfg.optim.epochs * self.steps_per_epoch
         self.warmup_steps = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
         self.position = Position()
