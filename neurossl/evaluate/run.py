@@ -21,7 +21,7 @@ from neurossl.config import Config
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import (EncoderClassifier, EncoderSpec, ResNetClassifier,
-                                         TokenClassifier, TokenEncoder, build_token_encoder,
+                                         TokenClassifier, build_token_encoder,
                                          encoder_heads, encoder_preprocess)
 from neurossl.evaluate.fewshot import sample_per_class, sample_test
 from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict

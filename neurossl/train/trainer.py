@@ -11,7 +11,6 @@ optimiser, RNG states and the sampler position.
 from __future__ import annotations
 
 import json
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
