@@ -53,3 +53,10 @@ def test_the_walk_sees_absolute_relative_and_function_level_imports():
              "from .style import set_theme\n": False}
     for source, expected in cases.items():
         assert imports_train(source, "neurossl.plots") is expected, source
+
+
+def test_runtime_imports_nothing_else_of_neurossl():
+    for path in sorted((PACKAGE / "runtime").glob("*.py")):
+        names = imported_modules(path.read_text(), "neurossl.runtime")
+        outside = sorted(n for n in names if n.startswith("neurossl.") and not n.startswith("neurossl.runtime"))
+        assert outside == [], f"{path.name} imports {outside}"
