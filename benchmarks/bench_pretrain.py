@@ -40,7 +40,8 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from neurossl.config import load_config
 from neurossl.models import VisionTransformer3D
 from neurossl.objectives import OBJECTIVES, build_objective
-from neurossl.train.distributed import DistEnv, pick_device
+from neurossl.runtime.device import resolve_device
+from neurossl.train.distributed import DistEnv
 from neurossl.train.blocks import compile_blocks
 from neurossl.train.trainer import Trainer
 
@@ -84,7 +85,7 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, DistEnv, list[str]]:
     :class:`DistEnv` on it and the objectives to run."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     return device, DistEnv(0, 1, 0, device), objective_names(args.objectives)
 
 
@@ -147,18 +148,17 @@ def random_batch(shape: tuple[int, int, int, int], batch: int, modalities,
 
 def make_trainer(cfg, name: str, env: DistEnv) -> tuple[Trainer, dict, int]:
     """A trainer for objective ``name`` placed mid-run, the batch it repeats, and K."""
-    ct = "CT" in cfg.train.modalities  # FM-CT: one channel per HU window
+    ct = "CT" in cfg.train.scan_modalities  # FM-CT: one channel per HU window
     channels = len(cfg.preprocess.ct_windows) if ct else cfg.model.in_chans
     shape = (channels, cfg.preprocess.depth, cfg.preprocess.crop_size, cfg.preprocess.crop_size)
     torch.manual_seed(0)
     objective = build_objective(cfg, shape)
     batch = cfg.optim.batch_size
-    trainer = Trainer(cfg, objective, [None] * batch, Path(tempfile.gettempdir()), env)
-    trainer.steps_per_epoch = STEPS_PER_EPOCH
-    trainer.total_steps = cfg.optim.epochs * STEPS_PER_EPOCH
-    trainer.warmup_steps = int(cfg.optim.warmup_epochs * STEPS_PER_EPOCH)
+    # the trainer never draws from its dataset here: every step repeats the batch returned below
+    trainer = Trainer(cfg, objective, [None] * batch, Path(tempfile.gettempdir()), env,
+                      steps_per_epoch=STEPS_PER_EPOCH)
     every = cfg.objective.spectral_every if name == "slmae" else 1
-    return trainer, random_batch(shape, batch, cfg.objective.modalities, env.device, ct), every
+    return trainer, random_batch(shape, batch, cfg.objective.embedding_modalities, env.device, ct), every
 
 
 def counted_step(trainer: Trainer, batches) -> tuple[int, int, int]:

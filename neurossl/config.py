@@ -291,7 +291,8 @@ class ObjectiveConfig:
     mim_weight: float = 1.0
     koleo_weight: float = 0.0  # DINOv2's KoLeo on the student's pooled global views (DINOv2 0.1; FM-CT 0)
     moe_aux_weight: float = 0.01
-    modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")
+    # MoE-JEPA: the contrasts the encoder's modality embedding has a row for, in row order
+    embedding_modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")
 
 
 @dataclass
@@ -313,12 +314,13 @@ class TrainConfig:
     activation_checkpointing: bool = False
     # CPU runs: glibc's malloc keeps freed tensor memory for the next step instead of returning
     # it to the kernel (no page faults on every step; a demo step 5-10 % faster on CPU; see
-    # neurossl.train.host_memory)
+    # neurossl.runtime.host_memory)
     retain_host_memory: bool = True
     dist_timeout_s: int = 1800  # a collective that waits longer (a rank died or hangs) raises
     collapse_every: int = 50  # JEPA collapse monitor: std and effective rank of embeddings
     datasets: tuple[str, ...] = ()  # pretraining datasets of the split folder; () = all of them
-    modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")  # CT for FM-CT (3 window channels)
+    # the contrasts of the scans pretraining loads; CT for FM-CT (3 window channels)
+    scan_modalities: tuple[str, ...] = ("T1w", "T2w", "FLAIR")
 
 
 @dataclass
@@ -499,6 +501,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 CHOICES: dict[str, tuple[str, ...]] = {
     "masking.kind": ("random", "multiblock"),
     "masking.sampling": ("paper", "official"),
+    "model.name": ("vit_tiny", "vit_small", "vit_base", "vit_large"),
     "optim.grad_clip_rule": ("global", "official"),
     "objective.export_encoder": ("auto", "encoder", "target_encoder"),
     "objective.dino_centering": ("center", "sinkhorn"),
@@ -508,25 +511,64 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "augment.affine_rule": ("area", "per_axis"),
     "augment.policy": ("all", "one_of"),
     "preprocess.axis_rule": ("spacing", "official"),
+    "preprocess.eval_axis": ("axial", "coronal", "sagittal"),
     "preprocess.eval_crop": ("centre", "random"),
     "evaluate.head": ("attentive", "linear"),
     "evaluate.select": ("loss", "auc"),
     "evaluate.fewshot_mode": ("frozen", "finetune"),
 }
 
+# Numbers with a valid range: key -> (test, the range in words), checked like CHOICES.
+LIMITS: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    "masking.ratio": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "model.moe_every": (lambda v: v >= 1, ">= 1 (every n-th block a mixture of experts)"),
+    "model.num_experts": (lambda v: v >= 1, ">= 1"),
+    "model.moe_top_k": (lambda v: v >= 1, ">= 1"),
+    "model.patch_size": (lambda v: v >= 1, ">= 1"),
+    "model.tubelet_size": (lambda v: v >= 1, ">= 1"),
+    "optim.accum_steps": (lambda v: v >= 1, ">= 1"),
+    "optim.batch_size": (lambda v: v >= 1, ">= 1"),
+}
+
+
+def config_value(cfg: Config, dotted: str) -> Any:
+    """The value of ``section.key`` in ``cfg``."""
+    section, key = dotted.split(".")
+    return getattr(getattr(cfg, section), key)
+
 
 def validate_choices(cfg: Config) -> None:
-    """Raise :class:`ConfigError` for any value of :data:`CHOICES` outside its valid set, and for
-    an objective the registry does not know."""
+    """Raise :class:`ConfigError` for any value of :data:`CHOICES` outside its valid set, for an
+    objective the registry does not know, and for a number outside its :data:`LIMITS`."""
     from neurossl.objectives import OBJECTIVES  # the registry imports this module
 
     for dotted, valid in {**CHOICES, "objective.name": tuple(OBJECTIVES)}.items():
-        section, key = dotted.split(".")
-        value = getattr(getattr(cfg, section), key)
+        value = config_value(cfg, dotted)
         if value not in valid:
             close = difflib.get_close_matches(str(value), valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"'{dotted}' must be one of {', '.join(valid)}; got {value!r}.{hint}")
+    for dotted, (within, words) in LIMITS.items():
+        if not within(config_value(cfg, dotted)):
+            raise ConfigError(f"'{dotted}' must be {words}; got {config_value(cfg, dotted)!r}")
+    if cfg.model.moe_top_k > cfg.model.num_experts:
+        raise ConfigError(f"'model.moe_top_k' ({cfg.model.moe_top_k}) must be <= 'model.num_experts' "
+                          f"({cfg.model.num_experts})")
+    validate_masking(cfg.masking)
+
+
+def validate_masking(masking: MaskConfig) -> None:
+    """Refuse settings the chosen masking would silently ignore.
+
+    V-JEPA's multi-block generator masks the union of ``num_blocks`` random boxes, so the share
+    of masked tokens follows from the box sizes, never from ``masking.ratio``.
+    """
+    if masking.kind == "multiblock" and masking.ratio != MaskConfig.ratio:
+        raise ConfigError(
+            f"'masking.ratio' ({masking.ratio}) applies to masking.kind=random only; multiblock "
+            "masks the union of masking.num_blocks boxes, whose sizes (masking.spatial_scale, "
+            "masking.depth_scale, masking.aspect_ratio) set the masked share. Remove masking.ratio "
+            f"or set masking.kind=random")
 
 
 def objective_layer(profile: str, objective: str) -> dict[str, Any]:
@@ -562,6 +604,18 @@ def load_config(
         cfg = _build(Config, parse_overrides(overrides), base=cfg)
     validate_choices(cfg)
     return cfg
+
+
+def saved_config(tree: dict[str, Any], source: str | Path,
+                 sections: tuple[str, ...] = ("preprocess", "model")) -> Config:
+    """The ``sections`` of a resolved config saved with a run or an export (``config.yaml``, a
+    checkpoint's or an encoder sidecar's ``config``) over the defaults; the other sections keep
+    their defaults, so a file written before a key elsewhere was renamed still reads. A bad key
+    in a read section is an error naming ``source``."""
+    try:
+        return _build(Config, {k: tree[k] for k in sections if k in tree})
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

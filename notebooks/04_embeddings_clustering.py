@@ -56,7 +56,7 @@ from neurossl.analysis.stages import finetuned_encoders, stage_analyses, stage_t
 from neurossl.analysis.features import downstream_scans, pooled_features, pretraining_runs
 from neurossl.config import load_config
 from neurossl.evaluate.backbones import random_twin, resolve_encoder
-from neurossl.evaluate.run import resolve_device
+from neurossl.runtime.device import resolve_device
 from neurossl.evaluate.tables import write_table
 from neurossl.paths import repo_path
 from neurossl.plots.embeddings import plot_embedding, plot_embedding_grid, plot_stage_embeddings

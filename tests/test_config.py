@@ -83,6 +83,37 @@ def test_a_misspelt_enumerated_value_names_the_key_and_the_valid_values(key, bad
         load_config("demo", overrides=[f"{key}={bad}"])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("masking.kind=multi_block", "'masking.kind' must be one of random, multiblock; got 'multi_block'"),
+    ("objective.name=mae3d", "'objective.name' must be one of mae, slmae, jepa, vcr_jepa, simclr, "
+                             "dino_mim, moe_jepa; got 'mae3d'"),
+    ("evaluate.head=mlp", "'evaluate.head' must be one of attentive, linear; got 'mlp'"),
+    ("train.device=gpu", "'train.device' must be one of auto, cpu, cuda; got 'gpu'"),
+    ("model.name=vit_huge", "'model.name' must be one of vit_tiny, vit_small, vit_base, vit_large; "
+                            "got 'vit_huge'"),
+    ("model.moe_every=0", "'model.moe_every' must be >= 1 (every n-th block a mixture of experts); got 0"),
+    ("masking.ratio=1.5", "'masking.ratio' must be in (0, 1); got 1.5"),
+    ("model.moe_top_k=5", "'model.moe_top_k' (5) must be <= 'model.num_experts' (4)"),
+])
+def test_a_bad_value_fails_at_resolution_naming_the_key_and_the_valid_values(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo", overrides=[override])
+    assert message in str(caught.value)
+
+
+def test_multiblock_masking_refuses_a_ratio_it_would_ignore():
+    assert load_config("demo", overrides=["masking.kind=multiblock"]).masking.kind == "multiblock"
+    with pytest.raises(ConfigError, match="'masking.ratio' \\(0.6\\) applies to masking.kind=random only"):
+        load_config("demo", overrides=["masking.kind=multiblock", "masking.ratio=0.6"])
+
+
+def test_the_backbone_choices_are_the_encoder_presets():
+    from neurossl.config import CHOICES
+    from neurossl.models import ENCODER_PRESETS
+
+    assert CHOICES["model.name"] == tuple(ENCODER_PRESETS)
+
+
 @pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
 def test_every_entry_point_resolves_an_objective_to_the_same_config(profile, monkeypatch):
     """The CLI, the notebooks / Python API (``pretraining_runs``) and a direct ``load_config``
@@ -106,4 +137,4 @@ def test_every_entry_point_resolves_an_objective_to_the_same_config(profile, mon
         features.pretraining_runs(profile, [name], "/nonexistent", "s", run_missing=True, device="cpu")
         direct = load_config(profile, objective=name, overrides=["train.device=cpu"])
         assert to_dict(seen["cli"]) == to_dict(seen["api"]) == to_dict(direct), name
-    assert load_config(profile, objective="dino_mim").train.modalities == ("CT",)
+    assert load_config(profile, objective="dino_mim").train.scan_modalities == ("CT",)

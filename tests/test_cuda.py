@@ -51,12 +51,12 @@ def exact_float32():
 
 def smoke_batch(cfg, name: str) -> tuple[tuple[int, ...], dict]:
     """The input shape ``(C, D, H, W)`` of objective ``name`` and a random batch of it."""
-    ct = "CT" in cfg.train.modalities  # FM-CT: one channel per HU window, in [0, 1]
+    ct = "CT" in cfg.train.scan_modalities  # FM-CT: one channel per HU window, in [0, 1]
     channels = len(cfg.preprocess.ct_windows) if ct else cfg.model.in_chans
     shape = (channels, cfg.preprocess.depth, cfg.preprocess.crop_size, cfg.preprocess.crop_size)
     batch = cfg.optim.batch_size
     images = torch.rand(batch, *shape) if ct else torch.randn(batch, *shape)
-    modalities = cfg.objective.modalities
+    modalities = cfg.objective.embedding_modalities
     return shape, {"image": images, "modality": [modalities[i % len(modalities)]
                                                  for i in range(batch)]}
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from neurossl.train import host_memory
+from neurossl.runtime import host_memory
 from train_worker import make_trainer
 
 GLIBC = host_memory._glibc() is not None
@@ -17,7 +17,7 @@ GLIBC = host_memory._glibc() is not None
 # over 10 steps after 3 warm-up ones
 PROBE = """
 import ctypes, json, resource, sys, torch
-from neurossl.train.host_memory import retain_freed_memory
+from neurossl.runtime.host_memory import retain_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",

@@ -189,10 +189,31 @@ def test_masking_sampling_is_chosen_by_config_and_validated():
     assert isinstance(mask_generator_from_config(MaskConfig(sampling="official"), (2, 4, 4)),
                       OfficialRandomMaskGenerator3D)
     assert isinstance(mask_generator_from_config(MaskConfig(), (2, 4, 4)), RandomMaskGenerator3D)
-    with pytest.raises(ValueError, match="masking.sampling must be one of"):
+    assert isinstance(mask_generator_from_config(MaskConfig(kind="multiblock"), (2, 4, 4)),
+                      MultiBlockMaskGenerator3D)
+    with pytest.raises(ValueError, match="'masking.sampling' must be one of paper, official; got 'offical'"):
         mask_generator_from_config(MaskConfig(sampling="offical"), (2, 4, 4))
-    with pytest.raises(ValueError, match="masking.kind must be random or multiblock"):
+    # a misspelt kind is refused, never taken for another generator
+    with pytest.raises(ValueError, match="'masking.kind' must be one of random, multiblock; got 'multiblok'"):
         mask_generator_from_config(MaskConfig(kind="multiblok"), (2, 4, 4))
+
+
+def test_random_masking_honours_the_ratio_and_multiblock_refuses_one():
+    from neurossl.config import MaskConfig
+    from neurossl.objectives.common import mask_generator_from_config
+
+    keep, masked = mask_generator_from_config(MaskConfig(ratio=0.5), (2, 4, 4))(3, torch.Generator().manual_seed(0))
+    assert keep.shape == masked.shape == (3, 16)
+    with pytest.raises(ValueError, match=r"'masking.ratio' \(0.5\) applies to masking.kind=random only"):
+        mask_generator_from_config(MaskConfig(kind="multiblock", ratio=0.5), (2, 4, 4))
+
+
+def test_the_config_choices_of_masking_are_the_generators_registered():
+    from neurossl.config import CHOICES
+    from neurossl.objectives.common import MASKINGS, RANDOM_SAMPLINGS
+
+    assert CHOICES["masking.kind"] == tuple(MASKINGS)
+    assert CHOICES["masking.sampling"] == tuple(RANDOM_SAMPLINGS)
 
 
 # -- factory --------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_export_choice_is_validated():
         build_objective(cfg, SHAPE)
     with pytest.raises(ValueError, match="mae has no EMA teacher"):
         objective("mae", "objective.export_encoder=target_encoder")
-    assert objective("dino_mim", "train.modalities=[CT]").export_key == "target_encoder"
+    assert objective("dino_mim", "train.scan_modalities=[CT]").export_key == "target_encoder"
 
 
 def test_teacher_stays_in_eval_mode_while_the_student_trains():
@@ -80,5 +80,5 @@ def test_teacher_stays_in_eval_mode_while_the_student_trains():
 def test_moe_every_means_every_nth_block_and_zero_is_refused_by_name():
     obj = objective("moe_jepa", "model.moe_every=1")
     assert all(hasattr(block.mlp, "router") or "MoE" in type(block.mlp).__name__ for block in obj.student.blocks)
-    with pytest.raises(ValueError, match=r"model.moe_every must be >= 1"):
+    with pytest.raises(ValueError, match=r"'model.moe_every' must be >= 1"):
         objective("moe_jepa", "model.moe_every=0")

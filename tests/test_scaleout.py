@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from neurossl.cli import main as neurossl_main
+from neurossl.runtime.files import load_checkpoint
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.distributed import warn_shared_store_restarts
 from neurossl.train.trainer import read_metrics
@@ -132,7 +133,7 @@ def scaleout(smoke_data, tmp_path_factory):
         while time.monotonic() < deadline:
             if not kill and hold_file.exists() and first.exists():
                 kill["checkpoints"] = [p.name for p in ckpt.step_checkpoints(first.parent)]
-                kill["position"] = ckpt.load_checkpoint(first)["position"]
+                kill["position"] = load_checkpoint(first)["position"]
                 kill["pid"] = int(hold_file.read_text())
                 os.kill(kill["pid"], signal.SIGKILL)
                 assert neurossl_main(single) == 0  # the reference, while the restart runs

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from neurossl.config import ConfigError, to_dict
+from neurossl.plots.training import loss_fell
+from neurossl.runtime.files import load_checkpoint
+from neurossl.runtime.schedules import cosine, linear, warmup_cosine
 from neurossl.train import checkpoint as ckpt
-from neurossl.train.schedules import cosine, linear, warmup_cosine
-from neurossl.train.trainer import TrainingDiverged, loss_fell, read_metrics
+from neurossl.train.trainer import TrainingDiverged, read_metrics
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "train_worker.py"
@@ -56,6 +58,16 @@ def test_schedules_known_values():
     assert warmup_cosine(100, 100, 10, 0.0, 1.0, 0.1) == pytest.approx(0.1)
     assert cosine(50, 100, 0.04, 0.4) == pytest.approx(0.22)
     assert linear(50, 100, 0.998, 1.0) == pytest.approx(0.999)
+
+
+def test_the_schedule_length_comes_from_the_sampler_or_is_given(tmp_path):
+    extra = ["optim.epochs=3", "optim.warmup_epochs=0.5", "train.max_steps=0", "optim.batch_size=2"]
+    derived = make_trainer(tmp_path / "a", extra=extra, n=16)  # 16 volumes / 2 per batch = 8 steps
+    assert (derived.steps_per_epoch, derived.total_steps, derived.warmup_steps) == (8, 24, 4)
+    given = make_trainer(tmp_path / "b", extra=extra, n=16, steps_per_epoch=100)
+    assert (given.steps_per_epoch, given.total_steps, given.warmup_steps) == (100, 300, 50)
+    with pytest.raises(ValueError, match="steps_per_epoch must be >= 1, got 0"):
+        make_trainer(tmp_path / "c", extra=extra, steps_per_epoch=0)
 
 
 def test_official_clip_rule_clips_encoder_and_predictor_apart_and_only_after_warmup(tmp_path):
@@ -97,7 +109,7 @@ def test_training_runs_logs_and_checkpoints(tmp_path):
     kept = [p.name for p in ckpt.step_checkpoints(tmp_path / "checkpoints")]
     assert kept == ["step_00000004.pt", "step_00000006.pt", "step_00000008.pt"]  # keep_checkpoints=3
     assert (tmp_path / "checkpoints" / "last.pt").resolve().name == "step_00000008.pt"
-    state = ckpt.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["config"] == to_dict(trainer.cfg)  # the resolved settings, not only the profile
 
 

@@ -49,13 +49,15 @@ class RandomVolumes(Dataset):
                 "modality": CONTRASTS[index % len(CONTRASTS)]}
 
 
-def make_trainer(run_dir, objective="mae", extra=(), delay=0.0, n=16, device="cpu") -> Trainer:
+def make_trainer(run_dir, objective="mae", extra=(), delay=0.0, n=16, device="cpu",
+                 steps_per_epoch=None) -> Trainer:
     """A smoke trainer over :class:`RandomVolumes` in ``run_dir`` on ``device``."""
     cfg = load_config("smoke", overrides=[*OVERRIDES, f"objective.name={objective}", *extra])
     torch.manual_seed(cfg.train.seed)
     env = init_distributed(device, cfg.train.dist_timeout_s)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, build_objective(cfg, SHAPE), RandomVolumes(n, delay), run_dir, env)
+    return Trainer(cfg, build_objective(cfg, SHAPE), RandomVolumes(n, delay), run_dir, env,
+                   steps_per_epoch)
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ from neurossl.masks import indices_to_mask
 from neurossl.models import patchify, unpatchify
 from neurossl.objectives import build_objective
 from neurossl.objectives.mae import MAE
-from neurossl.train.checkpoint import load_checkpoint
+from neurossl.runtime.files import load_checkpoint
 
 RECONSTRUCTING = ("mae", "slmae")
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -31,6 +28,7 @@ from neurossl.config import PreprocessConfig
 from neurossl.data.io import MISSING, VolumeError, mask_path_for
 from neurossl.data.preprocess import deterministic_stage, is_ct
 from neurossl.progress import tqdm
+from neurossl.runtime.files import atomic_path, sha256_file
 
 CACHE_OVERFLOW = "cache_dtype_overflow"  # reason code, in the style of neurossl.data.io's
 INDEX_FILE = "index.csv"
@@ -73,15 +71,6 @@ def config_hash(cfg: PreprocessConfig) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes (hex), read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def mask_file_for(record: dict, root: Path, scan: Path) -> Path:
     """The given mask of an entry: its ``mask_path`` column, else the BET name beside the scan."""
     given = text(record.get("mask_path"))
@@ -94,33 +83,12 @@ def entry_key(scan: Path, mask_file: Path, modality: str, cfg: PreprocessConfig)
         raise VolumeError(scan, MISSING, "no such file")
     reads_mask = cfg.mask == "given" or (cfg.mask == "auto" and mask_file.is_file())
     parts = [
-        file_digest(scan),
-        file_digest(mask_file) if reads_mask and mask_file.is_file() else "no-mask",
+        sha256_file(scan),
+        sha256_file(mask_file) if reads_mask and mask_file.is_file() else "no-mask",
         "CT" if is_ct(modality) else "MRI",
         config_hash(cfg),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[..., object], *args: object) -> None:
-    """Call ``write(handle, *args)`` on a temporary file beside ``path``, then move it there."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle, *args)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left over when writing failed; the error propagates
-
-
-def write_bytes(handle: BinaryIO, data: bytes) -> None:
-    """``handle.write(data)`` as a function, for :func:`atomic_write`."""
-    handle.write(data)
-
-
-def write_csv(handle: BinaryIO, frame: pd.DataFrame) -> None:
-    """A table as CSV without its index, for :func:`atomic_write`."""
-    frame.to_csv(handle, index=False)
 
 
 def read_meta(cache_dir: Path, key: str) -> dict | None:
@@ -142,7 +110,8 @@ def compute_entry(
                           f"(max |x| {largest:.4g}); set preprocess.cache_dtype=float32")
     array = prep.data.astype(cfg.cache_dtype)
     folder = cache_dir / VOLUMES_DIR
-    atomic_write(folder / f"{key}.npy", np.save, array)
+    with atomic_path(folder / f"{key}.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)  # a handle: np.save would append .npy to the temporary name
     meta = {
         "key": key,
         "file": f"{VOLUMES_DIR}/{key}.npy",
@@ -156,7 +125,8 @@ def compute_entry(
         "config_hash": config_hash(cfg),
     }
     # metadata last: its presence marks the entry complete (see read_meta)
-    atomic_write(folder / f"{key}.json", write_bytes, json.dumps(meta).encode())
+    with atomic_path(folder / f"{key}.json") as tmp:
+        tmp.write_text(json.dumps(meta))
     return meta
 
 
@@ -240,7 +210,8 @@ def build_cache(
     columns = ["scan_uid", "path", *carried, "modality", *STATUS_COLUMNS, *ENTRY_COLUMNS]
     index = pd.DataFrame(rows).reindex(columns=columns)
     index["depth_axis"] = index["depth_axis"].astype("Int64")  # 2, not 2.0; empty for None
-    atomic_write(cache_dir / INDEX_FILE, write_csv, index)
+    with atomic_path(cache_dir / INDEX_FILE) as tmp:
+        index.to_csv(tmp, index=False)
     return read_index(cache_dir)  # the same types as every later reader sees
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurossl.data.io import mask_path_for
+from neurossl.data.io import mask_beside
 from neurossl.data.scans_table import read_scans_table
 
 SCANS_TABLE = "scans.tsv"
@@ -57,8 +57,5 @@ def scan_entries(root: str | Path, curation_report: str | Path | None = None,
         return scans[scans["path"].isin(set(kept["path"]))].reset_index(drop=True)
     entries = pd.DataFrame({"path": kept["path"].to_numpy()})
     entries["scan_uid"] = [Path(p).name.split(".nii")[0] for p in entries["path"]]
-    entries["mask_path"] = [
-        str(Path(p).parent / mask_path_for(p).name) if (root / mask_path_for(p)).exists() else ""
-        for p in entries["path"]
-    ]
+    entries["mask_path"] = [mask_beside(root, p) for p in entries["path"]]
     return entries

@@ -138,15 +138,6 @@ def _new_row(path: Path, root: Path) -> dict:
     }
 
 
-def _mask_beside(path: Path, root: Path) -> str:
-    """Relative path of the scan's brain mask if it exists, else ``""``."""
-    try:
-        mask = io.mask_path_for(path)
-    except io.VolumeError:  # a custom pattern matched a name that is not .nii / .nii.gz
-        return ""
-    return mask.relative_to(root).as_posix() if mask.is_file() else ""
-
-
 def file_size(path: Path) -> int:
     """Size in bytes of the file at ``path``; :class:`io.VolumeError` ``missing_file`` if none."""
     if not path.is_file():
@@ -224,7 +215,7 @@ def _evaluate_scan(path: Path, root: Path, cfg: CurationConfig, row: dict) -> No
 def curate_file(path: Path, root: Path, cfg: CurationConfig) -> dict:
     """One report row for the scan at ``path``; never raises for a bad file."""
     row = _new_row(path, root)
-    row["mask_path"] = _mask_beside(path, root)
+    row["mask_path"] = io.mask_beside(root, path)
     try:
         _evaluate_scan(path, root, cfg, row)
     except io.VolumeError as err:

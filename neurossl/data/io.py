@@ -282,3 +282,15 @@ def mask_path_for(path: str | Path) -> Path:
         if name.endswith(ext):
             return path.with_name(name[: -len(ext)] + "_mask" + ext)
     raise VolumeError(path, NOT_NIFTI, "file name must end in .nii or .nii.gz")
+
+
+def mask_beside(root: str | Path, path: str | Path) -> str:
+    """The brain mask of scan ``root / path`` as a POSIX path relative to ``root``, when the
+    BET-named file (:func:`mask_path_for`) exists; ``""`` when it does not or the scan is not
+    named as a NIfTI file (a custom curation pattern may match other names)."""
+    root = Path(root)
+    try:
+        mask = mask_path_for(root / path)
+    except VolumeError:
+        return ""
+    return mask.relative_to(root).as_posix() if mask.is_file() else ""

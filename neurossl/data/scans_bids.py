@@ -22,7 +22,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from neurossl.data.scans_build import BuildResult, mask_beside, nifti_files
+from neurossl.data.io import mask_beside
+from neurossl.data.scans_build import BuildResult, nifti_files
 from neurossl.data.scans_labels import map_values
 from neurossl.data.scans_table import MODALITIES
 

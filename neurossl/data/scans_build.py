@@ -16,7 +16,6 @@ import pandas as pd
 
 from neurossl.data.curate import find_files
 from neurossl.config import CurationConfig
-from neurossl.data.io import mask_path_for
 from neurossl.data.scans_table import write_scans_table
 
 UNMATCHED_COLUMNS = ("source", "item", "reason")
@@ -40,12 +39,6 @@ def nifti_files(root: Path) -> list[str]:
     """Scan files under ``root`` (brain masks and sidecars excluded), relative POSIX paths, sorted."""
     found = find_files(root, CurationConfig())
     return sorted(p.relative_to(root).as_posix() for p in found.scans)
-
-
-def mask_beside(root: Path, path: str) -> str:
-    """The BET mask's relative path when ``scan_mask.nii.gz`` exists beside the scan, else ``""``."""
-    mask = mask_path_for(root / path)
-    return mask.relative_to(root).as_posix() if mask.is_file() else ""
 
 
 def keep_first_uid(result: BuildResult, source: str) -> None:

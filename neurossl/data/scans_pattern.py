@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurossl.data.scans_build import BuildResult, keep_first_uid, mask_beside, nifti_files
+from neurossl.data.io import mask_beside
+from neurossl.data.scans_build import BuildResult, keep_first_uid, nifti_files
 
 # ADNI / PPMI (LONI IDA): ..._<subject 002_S_0295>_..._I<image id>.nii[.gz]
 ADNI_PATTERN = r"(?P<subject_id>\d{3}_S_\d{4})_.*_(?P<scan_uid>I\d+)\.nii(\.gz)?$"

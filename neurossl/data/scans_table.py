@@ -24,7 +24,7 @@ import pandas as pd
 
 # Modality names follow the BIDS anatomical suffixes; T1c (contrast-enhanced T1), ADC and DWI are
 # UCSF-PDGM's other series (its released splits list them); CT is the FM-CT head-CT input.
-# Pretraining and evaluation use the ones in train.modalities.
+# Pretraining and evaluation use the ones in train.scan_modalities.
 MODALITIES = ("T1w", "T2w", "FLAIR", "PDw", "T2starw", "T1c", "ADC", "DWI", "CT")
 # Class labels the downstream tasks use (neurossl.evaluate.tasks maps them to class ids);
 # a user's own label values are mapped to these when the table is built (--map).

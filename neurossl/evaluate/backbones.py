@@ -17,10 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurossl.config import Config, ConfigError, PreprocessConfig, config_value, saved_config
 from neurossl.models import VisionTransformer3D, load_encoder
 from neurossl.models.checkpoint_io import sidecar_path
+from neurossl.models.vit import modality_index
 
 BASELINES = ("random", "resnet50", "voxels")
+
+
+# the settings that shape an encoder's input tokens: evaluating with other values than the
+# encoder was trained with feeds it volumes of another size or tokens of another grid
+INPUT_KEYS = ("preprocess.crop_size", "preprocess.depth", "model.patch_size", "model.tubelet_size")
 
 
 @dataclass(frozen=True)
@@ -34,12 +41,15 @@ class EncoderSpec:
         path: the exported ``encoder.safetensors``; for ``random``, the encoder whose
             architecture the random twin copies; None for ``resnet50`` and ``voxels``.
         modalities: contrast names in the order of the encoder's modality embedding.
+        trained: the resolved config the encoder was trained with (its sidecar's
+            ``meta.config``), or None (baselines, exports without one).
     """
 
     name: str
     objective: str
     path: Path | None
     modalities: tuple[str, ...] = ()
+    trained: dict | None = None
 
 
 def resolve_encoder(source: str | Path) -> EncoderSpec:
@@ -54,9 +64,34 @@ def resolve_encoder(source: str | Path) -> EncoderSpec:
     if sidecar_path(path).is_file():
         meta = json.loads(sidecar_path(path).read_text()).get("meta", {})
     objective = str(meta.get("objective") or "unknown")
-    modalities = tuple(meta.get("config", {}).get("objective", {}).get("modalities", ()))
+    trained = meta.get("config")
+    section = (trained or {}).get("objective", {})
+    # exports written before the field's rename call it `modalities`
+    modalities = tuple(section.get("embedding_modalities", section.get("modalities", ())))
     name = path.parent.name if path.name == "encoder.safetensors" else path.stem
-    return EncoderSpec(name, objective, path, modalities)
+    return EncoderSpec(name, objective, path, modalities, trained)
+
+
+def encoder_preprocess(spec: EncoderSpec, cfg: Config) -> PreprocessConfig:
+    """The per-item preprocessing that feeds ``spec``'s encoder: the ``preprocess`` section of
+    the config it was trained with (``cfg.preprocess`` when the export records none).
+
+    Raises:
+        ConfigError: ``cfg`` (the evaluating config, whose cache and baselines the encoder is
+            compared on) disagrees with the encoder on a key of :data:`INPUT_KEYS`; the message
+            names the encoder file, the key and both values.
+    """
+    if spec.trained is None:
+        return cfg.preprocess
+    trained = saved_config(spec.trained, spec.path)
+    for key in INPUT_KEYS:
+        own, evaluating = config_value(trained, key), config_value(cfg, key)
+        if own != evaluating:
+            raise ConfigError(
+                f"{spec.path}: the encoder was trained with {key}={own}, the evaluating config has "
+                f"{key}={evaluating}; evaluate it with its own setting (--set {key}={own}) or "
+                "pretrain an encoder for this one")
+    return trained.preprocess
 
 
 def encoder_heads(spec: EncoderSpec) -> int:
@@ -71,7 +106,7 @@ def encoder_heads(spec: EncoderSpec) -> int:
 
 def random_twin(spec: EncoderSpec) -> EncoderSpec:
     """The same architecture as ``spec`` with random weights (the paper's key control)."""
-    return EncoderSpec("random", "none", spec.path, spec.modalities)
+    return EncoderSpec("random", "none", spec.path, spec.modalities, spec.trained)
 
 
 class TokenEncoder(nn.Module):
@@ -93,14 +128,10 @@ class TokenEncoder(nn.Module):
         return self.encoder(x, modality=self.modality_ids(batch, x.device))
 
     def modality_ids(self, batch: dict, device: torch.device) -> torch.Tensor | None:
+        """Per-volume row of the encoder's modality embedding, ``(B,)`` long, or None."""
         if not hasattr(self.encoder, "modality_embed"):
             return None
-        names = list(batch["modality"])
-        unknown = sorted(set(names) - set(self.modalities))
-        if unknown:
-            raise ValueError(f"contrasts {unknown} have no modality embedding in this encoder "
-                             f"(it knows {list(self.modalities)})")
-        return torch.tensor([self.modalities.index(n) for n in names], device=device)
+        return modality_index(batch.get("modality"), self.modalities, device)
 
 
 def build_token_encoder(spec: EncoderSpec) -> TokenEncoder:

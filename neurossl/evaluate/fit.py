@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from neurossl.data.dataset import batch_to_device
 from neurossl.evaluate.metrics import roc_auc
 from neurossl.progress import tqdm
-from neurossl.train.schedules import warmup_cosine
+from neurossl.runtime.param_groups import param_groups
+from neurossl.runtime.schedules import warmup_cosine
 
 
 class LabelledItems(Dataset):
@@ -88,18 +89,6 @@ class FitSettings:
             raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
         if self.patience < 0 or self.freeze_epochs < 0:
             raise ValueError("patience and freeze_epochs must be >= 0")
-
-
-def param_groups(model: nn.Module, scales: dict[str, float]) -> list[dict]:
-    """One AdamW group per lr factor; biases and norms without weight decay."""
-    groups: dict[tuple[float, bool], list] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
-        decay = not (param.ndim <= 1 or "query_tokens" in name or "pos_embed" in name)
-        groups.setdefault((scale, decay), []).append(param)
-    return [{"params": p, "lr_scale": s, "weight_decay_on": d} for (s, d), p in groups.items()]
 
 
 def class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -173,7 +162,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, dataset: Dat
         lr = warmup_cosine(step, total_steps, warmup, settings.start_lr, settings.lr, final)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-            group["weight_decay"] = settings.weight_decay if group["weight_decay_on"] else 0.0
+            group["weight_decay"] = settings.weight_decay if group["apply_decay"] else 0.0
         batch = batch_to_device(batch, device)
         loss = F.cross_entropy(model(batch).float(), batch["y"], weight=weights)
         if not torch.isfinite(loss):

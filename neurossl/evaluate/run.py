@@ -21,8 +21,8 @@ from neurossl.config import Config
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import (EncoderClassifier, EncoderSpec, ResNetClassifier,
-                                         TokenClassifier, TokenEncoder, build_token_encoder,
-                                         encoder_heads)
+                                         TokenClassifier, build_token_encoder,
+                                         encoder_heads, encoder_preprocess)
 from neurossl.evaluate.fewshot import sample_per_class, sample_test
 from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict
 from neurossl.evaluate.heads import build_head
@@ -31,7 +31,8 @@ from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
 from neurossl.models import save_encoder
 from neurossl.progress import tqdm
-from neurossl.train.host_memory import retain_on_cpu
+from neurossl.runtime.device import resolve_device
+from neurossl.runtime.host_memory import retain_on_cpu
 
 MODES = ("frozen", "finetune")
 JEPA_FAMILY = ("jepa", "vcr_jepa", "moe_jepa")
@@ -50,12 +51,6 @@ class EvalOutput:
 
     def prediction_table(self) -> pd.DataFrame:
         return pd.concat(self.predictions, ignore_index=True) if self.predictions else pd.DataFrame()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Evaluator:
@@ -86,10 +81,12 @@ class Evaluator:
         self.intensities: dict[str, np.ndarray] = {}  # scan_uid -> `voxels` baseline features
 
     # ----------------------------------------------------------------- data
-    def volumes(self, frame: pd.DataFrame, train: bool, seed: int = 0) -> LabelledItems:
-        """Labelled cached volumes of ``frame``; augmented (training mode) when ``train``."""
+    def volumes(self, spec: EncoderSpec, frame: pd.DataFrame, train: bool, seed: int = 0) -> LabelledItems:
+        """Labelled cached volumes of ``frame`` as ``spec``'s model takes them
+        (:func:`encoder_preprocess`); augmented (training mode) when ``train``."""
         base = CachedVolumeDataset(self.cache_dir, frame["scan_uid"].tolist(), train=train,
-                                   preprocess=self.cfg.preprocess, augment=self.cfg.augment, seed=seed)
+                                   preprocess=encoder_preprocess(spec, self.cfg),
+                                   augment=self.cfg.augment, seed=seed)
         return LabelledItems(base, frame["y"].to_numpy())
 
     @torch.no_grad()
@@ -100,7 +97,8 @@ class Evaluator:
         if not missing:
             return
         encoder = build_token_encoder(spec).to(self.device).eval()
-        data = CachedVolumeDataset(self.cache_dir, missing, train=False, preprocess=self.cfg.preprocess)
+        data = CachedVolumeDataset(self.cache_dir, missing, train=False,
+                                   preprocess=encoder_preprocess(spec, self.cfg))
         batches = DataLoader(data, batch_size=self.cfg.evaluate.batch_size,
                              num_workers=self.cfg.train.num_workers)
         for batch in tqdm(batches, desc=f"encode {spec.name}", unit="batch", leave=False):
@@ -151,7 +149,7 @@ class Evaluator:
                 encoder = build_token_encoder(spec)
                 model = EncoderClassifier(encoder, build_head(e.head, encoder.embed_dim, task.num_classes,
                                                               encoder.num_heads, e.num_queries))
-            data = {p: self.volumes(f, train=p == "train", seed=seed) for p, f in parts.items()}
+            data = {p: self.volumes(spec, f, train=p == "train", seed=seed) for p, f in parts.items()}
         else:
             self.encode(spec, [u for f in parts.values() for u in f["scan_uid"]])
             dim = next(iter(self.tokens[f"{spec.name}:{spec.path}"].values())).shape[-1]

@@ -11,13 +11,9 @@ never a silent partial load.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import pickle
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from neurossl.models.vit import VisionTransformer3D, build_encoder
+from neurossl.runtime.files import atomic_path, sha256_file
 
 WRAPPER_PREFIXES = ("module.", "backbone.", "_orig_mod.")
 STATE_DICT_KEYS = ("target_encoder", "encoder", "model", "state_dict")  # auto-detection order
@@ -79,14 +76,6 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor]) 
                 lines.append(f"  {title} ({len(names)}): " + ", ".join(names))
         raise CheckpointError("\n".join(lines))
     model.load_state_dict(state, strict=True)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sidecar_path(weights: str | Path) -> Path:
@@ -171,25 +160,12 @@ def save_encoder(model: nn.Module, path: str | Path, meta: Mapping[str, Any]) ->
         weights = weights.with_name(weights.name + ".safetensors")
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with _atomic_path(weights) as tmp:
+    with atomic_path(weights) as tmp:
         safetensors.torch.save_file(tensors, str(tmp))
     info = {"format": "neurossl-encoder/1", "weights": weights.name, "sha256": sha256_file(weights),
             "config": getattr(model, "config", None), "meta": dict(meta),
             "torch_version": torch.__version__}
     text = json.dumps(info, indent=2, sort_keys=True)
-    with _atomic_path(sidecar_path(weights)) as tmp:
+    with atomic_path(sidecar_path(weights)) as tmp:
         tmp.write_text(text + "\n")
     return weights
-
-
-@contextmanager
-def _atomic_path(final: Path) -> Iterator[Path]:
-    """``with _atomic_path(final) as tmp``: write ``tmp``; on success it replaces ``final``."""
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -94,11 +94,6 @@ def sincos_pos_embed_3d(dim: int, grid: tuple[int, int, int], uniform_power: boo
     return embed.float()
 
 
-def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Tokens ``x`` (B, N, D) at ``index`` (B, K) -> (B, K, D)."""
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.size(-1)))
-
-
 class PatchEmbed3D(nn.Module):
     """Tubelet embedding: (B, C, D, H, W) -> (B, N, embed_dim), tokens depth-major.
 

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from neurossl.models.layers import (as_triple, build_blocks, gather_tokens, grid_shape,
-                                    init_weights, sincos_pos_embed_3d)
+from neurossl.masks import gather_tokens
+from neurossl.models.layers import (as_triple, build_blocks, grid_shape, init_weights,
+                                    sincos_pos_embed_3d)
 
 
 class PredictorViT(nn.Module):

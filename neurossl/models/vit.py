@@ -8,15 +8,16 @@ checkpoints (the paper's official release included) load without renaming.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from neurossl.models.layers import (PatchEmbed3D, as_triple, build_blocks, gather_tokens,
-                                    grid_shape, init_weights, sincos_pos_embed_3d)
+from neurossl.masks import gather_tokens
+from neurossl.models.layers import (PatchEmbed3D, as_triple, build_blocks, grid_shape,
+                                    init_weights, sincos_pos_embed_3d)
 from neurossl.models.moe import MoEConfig, MoEMLP
 
 ENCODER_PRESETS: dict[str, dict[str, Any]] = {
@@ -25,6 +26,29 @@ ENCODER_PRESETS: dict[str, dict[str, Any]] = {
     "vit_base": {"embed_dim": 768, "depth": 12, "num_heads": 12},
     "vit_large": {"embed_dim": 1024, "depth": 24, "num_heads": 16},
 }
+
+
+def modality_index(names: Sequence[str] | None, modalities: Sequence[str],
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """Each volume's row of an encoder's ``modality_embed``: ``names`` (B,) -> (B,) long.
+
+    Args:
+        names: the batch's contrasts (``batch["modality"]``), e.g. ``["T1w", "FLAIR"]``.
+        modalities: the embedding's rows in order (``objective.embedding_modalities`` of the
+            config the encoder was trained with).
+
+    Raises:
+        KeyError: the batch carries no contrasts.
+        ValueError: a contrast has no row; the message lists the known ones.
+    """
+    if names is None:
+        raise KeyError("this encoder has a modality embedding: the batch needs 'modality' "
+                       "(the contrast of each volume)")
+    unknown = sorted(set(names) - set(modalities))
+    if unknown:
+        raise ValueError(f"contrasts {unknown} have no modality embedding in this encoder "
+                         f"(objective.embedding_modalities: {list(modalities)})")
+    return torch.tensor([list(modalities).index(n) for n in names], device=device)
 
 
 class VisionTransformer3D(nn.Module):

@@ -9,10 +9,10 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
-from neurossl.config import Config, ConfigError, MaskConfig
+from neurossl.config import Config, ConfigError, MaskConfig, validate_masking
 from neurossl.masks import build_mask_generator
 from neurossl.models import build_encoder
-from neurossl.train.schedules import linear
+from neurossl.runtime.schedules import linear
 
 
 def encoder_from_config(cfg: Config, input_shape: tuple[int, int, int, int],
@@ -22,8 +22,6 @@ def encoder_from_config(cfg: Config, input_shape: tuple[int, int, int, int],
     overrides = {k: v for k, v in (("embed_dim", m.embed_dim), ("depth", m.depth),
                                    ("num_heads", m.num_heads)) if v}
     moe_cfg = None
-    if moe and m.moe_every < 1:
-        raise ConfigError(f"model.moe_every must be >= 1 (every n-th block a mixture of experts), got {m.moe_every}")
     if moe:
         moe_cfg = {"num_experts": m.num_experts, "top_k": m.moe_top_k,
                    "capacity_factor": m.moe_capacity, "every": m.moe_every}
@@ -34,19 +32,34 @@ def encoder_from_config(cfg: Config, input_shape: tuple[int, int, int, int],
                          uniform_power=m.uniform_power, **overrides)
 
 
+# masking.sampling of random masking -> the generator of neurossl.masks
+RANDOM_SAMPLINGS = {"paper": "random", "official": "official_random"}
+
+
+def random_masking(cfg: MaskConfig) -> tuple[str, dict]:
+    """Single-token masking of ``ratio`` of the tokens, as the paper's text or the official code."""
+    return RANDOM_SAMPLINGS[cfg.sampling], {"mask_ratio": cfg.ratio}
+
+
+def multiblock_masking(cfg: MaskConfig) -> tuple[str, dict]:
+    """V-JEPA's boxes; the masked share follows from their sizes (``ratio`` is refused)."""
+    return "multiblock", {"spatial_scale": cfg.spatial_scale, "aspect_ratio": cfg.aspect_ratio,
+                          "depth_scale": cfg.depth_scale, "num_blocks": cfg.num_blocks}
+
+
+# masking.kind -> (generator name, its arguments) from the masking section
+MASKINGS = {"random": random_masking, "multiblock": multiblock_masking}
+
+
 def mask_generator_from_config(cfg: MaskConfig, grid: tuple[int, int, int]):
-    """Random single-token masking (``sampling``: the paper's text or the official release), or
-    V-JEPA's multi-block generator; an unknown kind or sampling names the valid ones."""
-    if cfg.kind == "random":
-        samplings = {"paper": "random", "official": "official_random"}
-        if cfg.sampling not in samplings:
-            raise ValueError(f"masking.sampling must be one of {sorted(samplings)}, got {cfg.sampling!r}")
-        return build_mask_generator(samplings[cfg.sampling], grid, mask_ratio=cfg.ratio)
-    if cfg.kind != "multiblock":
-        raise ValueError(f"masking.kind must be random or multiblock, got {cfg.kind!r}")
-    return build_mask_generator("multiblock", grid, spatial_scale=cfg.spatial_scale,
-                                aspect_ratio=cfg.aspect_ratio, depth_scale=cfg.depth_scale,
-                                num_blocks=cfg.num_blocks)
+    """The generator ``masking.kind`` names, for a token ``grid`` ``(T, Hp, Wp)``; an unknown kind
+    or sampling is a :class:`ConfigError` naming the key and the valid values."""
+    for key, value, valid in (("kind", cfg.kind, MASKINGS), ("sampling", cfg.sampling, RANDOM_SAMPLINGS)):
+        if value not in valid:
+            raise ConfigError(f"'masking.{key}' must be one of {', '.join(valid)}; got {value!r}")
+    validate_masking(cfg)
+    kind, settings = MASKINGS[cfg.kind](cfg)
+    return build_mask_generator(kind, grid, **settings)
 
 
 def make_teacher(student: nn.Module) -> nn.Module:

@@ -27,6 +27,7 @@ from neurossl.losses import (
 )
 from neurossl.masks import gather_tokens
 from neurossl.models import build_predictor
+from neurossl.models.vit import modality_index
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.objectives.common import (
     ema_momentum,
@@ -50,7 +51,7 @@ class JEPA(Objective):
                  moe: bool = False):
         super().__init__()
         o = cfg.objective
-        self.modalities = tuple(o.modalities) if moe else ()
+        self.modalities = tuple(o.embedding_modalities) if moe else ()
         self.student = encoder_from_config(cfg, input_shape, num_modalities=len(self.modalities), moe=moe)
         self.teacher = make_teacher(self.student)
         self.predictor = build_predictor(self.student, predictor_embed_dim=cfg.model.predictor_dim,
@@ -63,16 +64,10 @@ class JEPA(Objective):
         self.name = "moe_jepa" if moe else "vcr_jepa" if vcr else "jepa"
 
     def modality_ids(self, batch: dict) -> torch.Tensor | None:
-        """Per-volume index into ``modalities`` (MoE-JEPA), ``(B,)`` long, or None."""
+        """Per-volume row of the modality embedding (MoE-JEPA), ``(B,)`` long, or None."""
         if not self.modalities:
             return None
-        names = batch.get("modality")
-        if names is None:
-            raise KeyError("moe_jepa needs batch['modality'] (T1w / T2w / FLAIR per volume)")
-        unknown = sorted(set(names) - set(self.modalities))
-        if unknown:
-            raise ValueError(f"modalities {unknown} not in objective.modalities {list(self.modalities)}")
-        return torch.tensor([self.modalities.index(n) for n in names], device=batch["image"].device)
+        return modality_index(batch.get("modality"), self.modalities, batch["image"].device)
 
     def forward(self, batch: dict[str, torch.Tensor], info: StepInfo) -> dict[str, torch.Tensor]:
         """``{"loss", "jepa"[, "var", "cov"][, "moe_aux"]}`` for ``batch["image"]`` ``(B, C, D, H, W)``."""

@@ -38,11 +38,19 @@ def _series(records: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(steps), np.asarray(values, dtype=float)
 
 
+def loss_fell(records: list[dict], key: str = "loss", window: int = 3) -> bool:
+    """True when the mean of the last ``window`` logged values is below the first ``window``'s."""
+    values = [r[key] for r in records if key in r and math.isfinite(r[key])]
+    if len(values) < 2 * window:
+        return False
+    return sum(values[-window:]) / window < sum(values[:window]) / window
+
+
 def loss_summary(metrics: Mapping[str, Sequence[dict]], window: int = 3) -> pd.DataFrame:
     """First / last logged total loss of each run and whether it fell.
 
     Args:
-        metrics: objective -> its log records (``neurossl.train.trainer.read_metrics``).
+        metrics: objective -> its log records (the ``metrics.jsonl`` of a run folder).
         window: number of records averaged at each end (as in ``loss_fell``).
 
     Returns:
@@ -50,8 +58,6 @@ def loss_summary(metrics: Mapping[str, Sequence[dict]], window: int = 3) -> pd.D
         (means of the first / last ``window`` records; ``loss_fell`` is False when the log has
         fewer than ``2 * window`` records).
     """
-    from neurossl.train.trainer import loss_fell
-
     rows = []
     for name, records in metrics.items():
         steps, values = _series(records, "loss")

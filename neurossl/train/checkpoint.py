@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurossl.runtime.files import atomic_path
+
 STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
 
 
@@ -41,16 +43,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` to ``path`` through :func:`~neurossl.runtime.files.atomic_path`."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def step_checkpoints(folder: str | Path) -> list[Path]:
@@ -79,11 +75,3 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     """The newest complete step checkpoint in ``folder`` (``None`` when there is none)."""
     found = step_checkpoints(folder)
     return found[-1] if found else None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_step_checkpoint` (CPU tensors)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)

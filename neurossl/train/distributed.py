@@ -10,6 +10,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from neurossl.runtime.device import resolve_device
+
 
 @dataclass
 class DistEnv:
@@ -27,19 +29,6 @@ class DistEnv:
         return self.rank == 0
 
 
-def pick_device(requested: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but no CUDA device is visible")
-        return torch.device("cuda", local_rank)
-    if requested != "cpu":
-        raise ValueError(f"train.device must be auto, cpu or cuda, got {requested!r}")
-    return torch.device("cpu")
-
-
 def init_distributed(requested_device: str = "auto", timeout_s: float = 1800) -> DistEnv:
     """Join the process group ``torchrun`` describes in the environment, or run alone.
 
@@ -55,7 +44,7 @@ def init_distributed(requested_device: str = "auto", timeout_s: float = 1800) ->
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     # torchrun's elastic agent counts the restarts of its worker group (0 on the first start)
     restart_count = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-    device = pick_device(requested_device, local_rank)
+    device = resolve_device(requested_device, local_rank)
     # torchrun sets both, also for one process: that run then takes the same DDP path as many
     launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
     if (world_size > 1 or launched) and not dist.is_initialized():

@@ -6,23 +6,8 @@ import torch
 from torch import nn
 
 from neurossl.config import OptimConfig
-from neurossl.train.schedules import cosine, warmup_cosine
-
-NO_DECAY_NAMES = ("pos_embed", "mask_token", "cls_token", "query_tokens", "modality_embed")
-
-
-def param_groups(model: nn.Module) -> list[dict]:
-    """Two groups: weights with decay; biases, norms and position / mask tokens without."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        skip = param.ndim <= 1 or name.endswith(".bias") or any(k in name for k in NO_DECAY_NAMES)
-        (no_decay if skip else decay).append(param)
-    return [
-        {"params": decay, "apply_decay": True},
-        {"params": no_decay, "apply_decay": False, "weight_decay": 0.0},
-    ]
+from neurossl.runtime.param_groups import param_groups
+from neurossl.runtime.schedules import cosine, warmup_cosine
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -42,7 +27,7 @@ def apply_schedules(optimizer: torch.optim.Optimizer, cfg: OptimConfig, step: in
     lr = warmup_cosine(step, total, warmup, cfg.start_lr, cfg.lr, cfg.final_lr)
     wd = cosine(step, total, cfg.weight_decay, cfg.final_weight_decay)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_scale"]
         if group["apply_decay"]:
             group["weight_decay"] = wd
     return lr, wd

@@ -75,7 +75,7 @@ def pretrain(cfg: Config, cache_dir: str | Path, splits_dir: str | Path, run_dir
     finished = False
     try:
         torch.manual_seed(cfg.train.seed)
-        uids = pretraining_scans(splits_dir, read_index(cache_dir), cfg.train.datasets, cfg.train.modalities)
+        uids = pretraining_scans(splits_dir, read_index(cache_dir), cfg.train.datasets, cfg.train.scan_modalities)
         dataset = CachedVolumeDataset(cache_dir, uids, train=True, preprocess=cfg.preprocess,
                                       augment=cfg.augment, seed=cfg.train.seed)
         input_shape = tuple(dataset[0]["image"].shape)

@@ -11,7 +11,6 @@ optimiser, RNG states and the sampler position.
 from __future__ import annotations
 
 import json
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -26,10 +25,11 @@ from neurossl.config import Config, to_dict
 from neurossl.data.dataset import batch_to_device
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.progress import tqdm
+from neurossl.runtime.files import load_checkpoint
+from neurossl.runtime.host_memory import retain_on_cpu
 from neurossl.train import checkpoint as ckpt
 from neurossl.train.blocks import checkpoint_blocks, compile_blocks
 from neurossl.train.distributed import DistEnv, broadcast_from_main
-from neurossl.train.host_memory import retain_on_cpu
 from neurossl.train.optim import apply_schedules, build_optimizer
 from neurossl.train.sampler import ResumableSampler
 
@@ -63,10 +63,17 @@ def check_finite(losses: dict[str, torch.Tensor], step: int) -> None:
 
 
 class Trainer:
-    """Runs ``objective`` over ``dataset`` as ``cfg`` says, writing into ``run_dir``."""
+    """Runs ``objective`` over ``dataset`` as ``cfg`` says, writing into ``run_dir``.
+
+    The schedules (learning rate, weight decay, EMA momentum, warm-up) run over ``total_steps``
+    optimiser steps: ``train.max_steps`` when set, else ``optim.epochs x steps_per_epoch``.
+    ``steps_per_epoch`` defaults to what the sampler draws from ``dataset`` per epoch (its
+    micro-batches / ``optim.accum_steps``); pass it to train on a stand-in dataset as if on a
+    real one (the benchmarks repeat one batch mid-schedule).
+    """
 
     def __init__(self, cfg: Config, objective: Objective, dataset: Dataset, run_dir: str | Path,
-                 env: DistEnv):
+                 env: DistEnv, steps_per_epoch: int | None = None):
         self.cfg, self.env, self.dataset = cfg, env, dataset
         self.run_dir = Path(run_dir)
         retain_on_cpu(env.device, cfg.train.retain_host_memory)
@@ -79,8 +86,11 @@ class Trainer:
         self.optimizer = build_optimizer(self.objective, cfg.optim)
         self.sampler = ResumableSampler(len(dataset), cfg.optim.batch_size, cfg.train.seed,
                                         env.rank, env.world_size)
-        accum = cfg.optim.accum_steps
-        self.steps_per_epoch = max(1, self.sampler.batches_per_epoch // accum)
+        if steps_per_epoch is None:
+            steps_per_epoch = max(1, self.sampler.batches_per_epoch // cfg.optim.accum_steps)
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.steps_per_epoch = steps_per_epoch
         self.total_steps = cfg.train.max_steps or cfg.optim.epochs * self.steps_per_epoch
         self.warmup_steps = int(cfg.optim.warmup_epochs * self.steps_per_epoch)
         self.position = Position()
@@ -137,7 +147,7 @@ class Trainer:
             raise FileNotFoundError(
                 f"rank {self.env.rank}: {folder / name}, rank 0's newest checkpoint, is not visible "
                 "here; on several nodes the run folder must be on storage every node shares")
-        state = ckpt.load_checkpoint(folder / name)
+        state = load_checkpoint(folder / name)
         saved = state.get("layout", self.layout())  # checkpoints before the layout was recorded
         if saved != self.layout():
             raise ValueError(
@@ -268,11 +278,3 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     # a run resumed from a checkpoint re-logs the steps after it: the later record wins
     by_step = {r["step"]: r for r in records}
     return [by_step[step] for step in sorted(by_step)]
-
-
-def loss_fell(records: list[dict], key: str = "loss", window: int = 3) -> bool:
-    """True when the mean of the last ``window`` logged values is below the first ``window``'s."""
-    values = [r[key] for r in records if key in r and math.isfinite(r[key])]
-    if len(values) < 2 * window:
-        return False
-    return sum(values[-window:]) / window < sum(values[:window]) / window

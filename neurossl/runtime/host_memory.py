@@ -1,13 +1,10 @@
 """Host memory: keep the memory a CPU step frees inside the process for the next step.
 
-A training step on the CPU allocates and frees dozens of tensors of a few MiB (a demo MAE step:
-activations of 8 x 512 x 512 floats, 8 MiB each). glibc's ``malloc`` serves large blocks with
-fresh ``mmap`` pages and gives freed memory at the top of its heap back to the kernel, so each
-step touches new pages, and the kernel zero-fills every 4 KiB page on its first touch: an
-element-wise op on an 8 MiB tensor then takes ~9 ms on this machine instead of ~1 ms. Retaining
-the memory makes a demo step 5-10 % faster and steadier on a 2-core CPU (MAE 0.320 -> 0.292 s,
-MoE-JEPA 0.693 -> 0.657 s: medians of four alternating pairs of runs;
-``benchmarks/results/pretrain_cpu_host_memory_off.md`` against ``pretrain_cpu.md``).
+A training step on the CPU allocates and frees dozens of tensors of a few MiB. glibc's ``malloc``
+serves large blocks with fresh ``mmap`` pages and gives freed memory at the top of its heap back
+to the kernel, so each step touches new pages, and the kernel zero-fills every page on its first
+touch: element-wise ops then spend most of their time in page faults. Retaining the memory makes
+CPU steps faster and steadier (measured in ``benchmarks/results/``).
 
 PyTorch's CPU performance guide answers this with jemalloc or TCMalloc through ``LD_PRELOAD``,
 which must be set before Python starts. glibc's own ``mallopt`` does the same from inside the
