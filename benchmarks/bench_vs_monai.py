@@ -32,7 +32,7 @@ from neurossl.config import load_config
 from neurossl.models import patchify
 from neurossl.objectives import build_objective
 from neurossl.objectives.base import StepInfo
-from neurossl.train.distributed import pick_device
+from neurossl.runtime.device import resolve_device
 from neurossl.train.optim import build_optimizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,7 +95,7 @@ def timed(step, device: torch.device) -> float:
 
 def main() -> None:
     args = parse_args()
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     shape = args.shape or ("paper" if device.type == "cuda" else "demo")
     s = SHAPES[shape]
     torch.manual_seed(0)
