@@ -81,7 +81,7 @@ def _refuse_to_run(output: Path, stage: str) -> None:
                        f"(neurossl.pipeline.{stage}, or `neurossl demo`) or set run_missing=True")
 
 
-def _config(profile: str, objective: str | None = None, device: str | None = None,
+def resolved_config(profile: str, objective: str | None = None, device: str | None = None,
             overrides: Sequence[str] = (), config_file: str | Path | None = None):
     """The resolved config; ``device`` overrides ``train.device`` unless None or ``auto``.
 
@@ -110,7 +110,7 @@ def cohort(run_dir: str | Path, profile: str = "demo", run_missing: bool = True,
         return folder
     from neurossl.cohort.synth import generate_cohort, is_up_to_date
 
-    cfg = _config(profile)
+    cfg = resolved_config(profile)
     if not is_up_to_date(folder, cfg.cohort):
         if not run_missing:
             _refuse_to_run(folder / "cohort.json", "cohort")
@@ -129,7 +129,7 @@ def curation(run_dir: str | Path, profile: str = "demo", run_missing: bool = Tru
         _refuse_to_run(run.curation, "curation")
     from neurossl.data.curate import curate_directory
 
-    curate_directory(run.cohort, _config(profile).curation, run.curation, progress=progress)
+    curate_directory(run.cohort, resolved_config(profile).curation, run.curation, progress=progress)
     return run.curation
 
 
@@ -146,7 +146,7 @@ def cache(run_dir: str | Path, profile: str = "demo", run_missing: bool = True,
     from neurossl.data.catalog import scan_entries
 
     entries = scan_entries(run.cohort, run.curation, None)
-    build_cache(entries, run.cohort, run.cache, _config(profile).preprocess, progress=progress)
+    build_cache(entries, run.cohort, run.cache, resolved_config(profile).preprocess, progress=progress)
     return run.cache
 
 
@@ -164,7 +164,7 @@ def splits(run_dir: str | Path, splits_dir: str | Path | None = None, profile: s
     from neurossl.data.scans_table import read_scans_table
     from neurossl.splits.make import make_splits
 
-    make_splits(read_scans_table(run.cohort / "scans.tsv"), run.splits, _config(profile).splits)
+    make_splits(read_scans_table(run.cohort / "scans.tsv"), run.splits, resolved_config(profile).splits)
     return run.splits
 
 
@@ -202,7 +202,7 @@ def pretrained(objective: str, run_dir: str | Path, splits_dir: str | Path | Non
         _refuse_to_run(folder / "encoder.safetensors", "pretrained")
     from neurossl.train.pretrain import pretrain
 
-    cfg = _config(profile, objective, device, overrides, config_file)
+    cfg = resolved_config(profile, objective, device, overrides, config_file)
     # resume=True is a no-op without a checkpoint, so a fresh run and an interrupted one take
     # the same call.
     pretrain(cfg, cache_dir, run.splits, folder, resume=True)
@@ -220,11 +220,11 @@ def pretrained_all(objectives: Sequence[str], run_dir: str | Path, splits_dir: s
 def evaluation(run_dir: str | Path, splits_dir: str | Path | None = None, profile: str = "demo",
                objectives: Sequence[str] = tuple(OBJECTIVES), device: str | None = None,
                finetune: Sequence[str] = FINETUNE, table7: Sequence[str] = TABLE7,
-               run_missing: bool = True) -> Path:
+               baselines: Sequence[str] = ("random", "resnet50"), run_missing: bool = True) -> Path:
     """The evaluation folder ``<run_dir>/eval`` (``results.csv``, ``predictions/``, ``finetuned/``).
 
-    Frozen probes of every encoder and its random twin on every task, ResNet50-3D from scratch
-    and the few-shot curves; fine-tuning of the ``finetune`` encoders on :data:`FINETUNE_TASK`
+    Frozen probes of every encoder and the ``baselines`` (its random twin, ResNet50-3D from
+    scratch) on every task and the few-shot curves; fine-tuning of the ``finetune`` encoders on :data:`FINETUNE_TASK`
     and of the ``table7`` encoders on :data:`TABLE7_TASK`'s first fold. It is written to
     ``eval.tmp`` and renamed to ``eval`` at the end, so an ``eval/`` folder is always complete.
     """
@@ -240,15 +240,15 @@ def evaluation(run_dir: str | Path, splits_dir: str | Path | None = None, profil
 
     scratch = run.root / "eval.tmp"
     shutil.rmtree(scratch, ignore_errors=True)  # an interrupted evaluation starts over
-    cfg = _config(profile, device=device)
+    cfg = resolved_config(profile, device=device)
     common = {"cache_dir": run.cache, "splits_dir": run.splits, "out_dir": scratch}
-    evaluate_all(cfg, encoders, ["random", "resnet50"], [], "frozen", fewshot=True, **common)
+    evaluate_all(cfg, encoders, list(baselines), [], "frozen", fewshot=True, **common)
     chosen = [run.pretrain(name) for name in objectives if name in finetune]
     if chosen:
         evaluate_all(cfg, chosen, ["random"], [FINETUNE_TASK], "finetune", **common)
     chosen = [run.pretrain(name) for name in objectives if name in table7]
     if chosen:
-        first_fold = _config(profile, device=device, overrides=["evaluate.max_folds=1"])
+        first_fold = resolved_config(profile, device=device, overrides=["evaluate.max_folds=1"])
         evaluate_all(first_fold, chosen, ["random"], [TABLE7_TASK], "finetune", **common)
     os.replace(scratch, run.eval)
     return run.eval
