@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from neurossl import pipeline
-from neurossl.cli import build_parser, main
-from neurossl.cli import _config as cli_config
-from neurossl.config import to_dict
+from neurossl.cli import main
 from neurossl.evaluate.tables import RESULT_COLUMNS, read_results
 from neurossl.models import load_encoder
 from neurossl.train.trainer import read_metrics
@@ -120,16 +118,6 @@ def test_run_missing_false_refuses_to_run_a_stage(smoke_data, tmp_path):
     shutil.copytree(smoke_data / "cohort", run / "cohort")
     with pytest.raises(pipeline.MissingInput, match=r"curation\.csv is missing and run_missing=False"):
         pipeline.curation(run, profile="smoke", run_missing=False)
-
-
-@pytest.mark.parametrize("objective", list(pipeline.OBJECTIVES))
-def test_cli_and_pipeline_resolve_the_same_config(objective):
-    """`neurossl pretrain` / `make demo` and the notebooks (device="auto") train the same thing."""
-    args = build_parser().parse_args(["pretrain", "--objective", objective, "--profile", "smoke",
-                                      "--cache", "c", "--splits", "s"])
-    from_cli = to_dict(cli_config(args, objective=objective))
-    from_notebooks = to_dict(pipeline.resolved_config("smoke", objective, device="auto"))
-    assert from_cli == from_notebooks and from_cli["objective"]["name"] == objective
 
 
 def test_evaluate_and_report_from_the_cli(smoke_eval, tmp_path):
