@@ -9,10 +9,11 @@ PROFILE ?= demo
 RUN_DIR ?= runs/$(PROFILE)
 NEUROSSL := $(BIN)/neurossl
 
-OBJECTIVES ?= mae slmae jepa vcr_jepa simclr dino_mim moe_jepa
-FINETUNE ?= slmae vcr_jepa
-TABLE7 ?= mae slmae jepa vcr_jepa
-ENCODERS = $(OBJECTIVES:%=$(RUN_DIR)/pretrain/%)
+# Empty: every objective of the registry (neurossl.objectives; `neurossl objectives` lists them).
+# Set it to run fewer, e.g. make demo OBJECTIVES="mae slmae".
+OBJECTIVES ?=
+STAGE_ARGS = --profile $(PROFILE) --run-dir $(RUN_DIR) --splits splits/$(PROFILE) \
+  $(foreach o,$(OBJECTIVES),--objective $(o))
 
 .PHONY: install demo data pretrain evaluate paper test lab clean-demo
 
@@ -25,45 +26,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-demo: data pretrain evaluate paper
-	$(NEUROSSL) summary $(RUN_DIR) --splits splits/$(PROFILE)
+# Thin aliases of `neurossl demo` (neurossl/pipeline.py): each stage skips what is complete and
+# resumes an interrupted pretraining, so any of them can be rerun after an interruption.
+demo: install
+	$(NEUROSSL) demo $(STAGE_ARGS)
 
 data: install
-	$(NEUROSSL) demo-data --out $(RUN_DIR)/cohort --profile $(PROFILE)
-	$(NEUROSSL) curate $(RUN_DIR)/cohort --report $(RUN_DIR)/curation.csv --profile $(PROFILE)
-	$(NEUROSSL) preprocess $(RUN_DIR)/cohort --curation $(RUN_DIR)/curation.csv --cache $(RUN_DIR)/cache --profile $(PROFILE)
-	$(NEUROSSL) splits make --scans $(RUN_DIR)/cohort/scans.tsv --out splits/$(PROFILE) --profile $(PROFILE)
-	$(NEUROSSL) splits audit splits/$(PROFILE)
+	$(NEUROSSL) demo $(STAGE_ARGS) --until data
 
-# One run folder per objective; a finished run (its exported encoder) is not trained again, an
-# interrupted one resumes from its last checkpoint.
-pretrain: $(ENCODERS:%=%/encoder.safetensors)
+pretrain: install
+	$(NEUROSSL) demo $(STAGE_ARGS) --until pretrained
 
-$(RUN_DIR)/pretrain/%/encoder.safetensors:
-	$(NEUROSSL) pretrain --objective $* --profile $(PROFILE) --cache $(RUN_DIR)/cache \
-	  --splits splits/$(PROFILE) --run-dir $(RUN_DIR)/pretrain/$* --resume
-
-# Frozen probes of every encoder and its random twin on every task, ResNet50-3D from scratch,
-# few-shot curves; fine-tuning of the FINETUNE encoders on the glioma task (CPU budget), and of
-# the TABLE7 encoders on NC vs AD's first fold (the fine-tuned half of the paper's Table 7).
-evaluate: $(RUN_DIR)/eval/results.csv
-
-$(RUN_DIR)/eval/results.csv: $(ENCODERS:%=%/encoder.safetensors)
-	rm -rf $(RUN_DIR)/eval $(RUN_DIR)/eval.tmp
-	$(NEUROSSL) evaluate $(ENCODERS:%=--encoder %) --baseline random --baseline resnet50 \
-	  --mode frozen --fewshot --profile $(PROFILE) --cache $(RUN_DIR)/cache \
-	  --splits splits/$(PROFILE) --out $(RUN_DIR)/eval.tmp
-	$(NEUROSSL) evaluate $(FINETUNE:%=--encoder $(RUN_DIR)/pretrain/%) --baseline random \
-	  --mode finetune --task glioma_grade2_vs_34 --profile $(PROFILE) --cache $(RUN_DIR)/cache \
-	  --splits splits/$(PROFILE) --out $(RUN_DIR)/eval.tmp
-	$(NEUROSSL) evaluate $(TABLE7:%=--encoder $(RUN_DIR)/pretrain/%) --baseline random \
-	  --mode finetune --task cognition_nc_vs_ad --set evaluate.max_folds=1 --profile $(PROFILE) \
-	  --cache $(RUN_DIR)/cache --splits splits/$(PROFILE) --out $(RUN_DIR)/eval.tmp
-	mv $(RUN_DIR)/eval.tmp $(RUN_DIR)/eval
+evaluate: install
+	$(NEUROSSL) demo $(STAGE_ARGS) --until evaluation
 
 # The notebooks, executed headlessly: figures and tables under paper/.
 paper: install
-	$(NEUROSSL) paper --profile $(PROFILE) --data $(RUN_DIR) --splits splits/$(PROFILE)
+	$(NEUROSSL) paper --profile $(PROFILE) --data $(RUN_DIR) --splits splits/$(PROFILE) \
+	  $(foreach o,$(OBJECTIVES),--objective $(o))
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 
 from neurossl import __version__
+from neurossl.objectives import OBJECTIVES  # the registry: objective names in one place
 from neurossl.scans_commands import add_coverage_options, add_scans_commands, guard_coverage
+
+OBJECTIVE_NAMES = tuple(OBJECTIVES)
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -94,15 +97,21 @@ def cmd_splits_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    """Pretrain one objective on the cached pretraining split; export the encoder."""
-    cfg = _config(args, objective=args.objective)
-    from neurossl.data.coverage import pretrain_files
-    from neurossl.train.pretrain import pretrain
+    """Pretrain one objective on the cached pretraining split; export the encoder.
 
+    The pipeline's ``pretrained`` stage: a finished run (its exported encoder) is kept, an
+    interrupted one resumes from its newest checkpoint.
+    """
+    from neurossl import pipeline
+    from neurossl.data.coverage import pretrain_files
+
+    cfg = _config(args, objective=args.objective)
     run_dir = args.run_dir or Path("runs") / cfg.profile / "pretrain" / args.objective
     guard_coverage(args, args.splits, args.cache, lambda s: pretrain_files(s, cfg.train.datasets), run_dir)
-    path = pretrain(cfg, args.cache, args.splits, run_dir, resume=args.resume)
-    print(f"encoder: {path}")
+    folder = pipeline.pretrained(args.objective, run_dir.parent, args.splits, args.profile,
+                                 overrides=args.overrides, pretrain_dir=run_dir,
+                                 config_file=args.config, cache_dir=args.cache)
+    print(f"encoder: {folder / 'encoder.safetensors'}")
     return 0
 
 
@@ -135,18 +144,44 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_paper(args: argparse.Namespace) -> int:
     """Execute the notebooks with papermill: regenerate the paper's figures and tables."""
-    from neurossl.paper import NotebookError, run_notebooks
+    from neurossl import pipeline
+    from neurossl.paper import NotebookError
 
     data = args.data or Path("runs") / args.profile
     splits = args.splits or Path("splits") / args.profile
     try:
-        executed = run_notebooks(args.profile, data, args.out, splits, notebooks=args.notebook,
-                                 device=args.device, objectives=args.objective)
+        executed = pipeline.paper(data, splits, args.profile, args.out, args.objective,
+                                  args.device, args.notebook)
     except NotebookError as exc:
         print(f"neurossl paper: error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(executed)} notebook(s) executed into {executed[0].parent}; "
           f"figures and tables in {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Every stage on the demo cohort: data, pretraining, evaluation, notebooks, summary."""
+    from neurossl import pipeline
+    from neurossl.paper import NotebookError
+    from neurossl.summary import summarize_run
+
+    run_dir = args.run_dir or Path("runs") / args.profile
+    splits = args.splits or Path("splits") / args.profile
+    try:
+        pipeline.demo(run_dir, splits, args.profile, args.out, args.objective or list(OBJECTIVE_NAMES),
+                      None if args.device == "auto" else args.device, progress=not args.quiet,
+                      workers=args.workers, until=args.until)
+    except NotebookError as exc:
+        print(f"neurossl demo: error: {exc}", file=sys.stderr)
+        return 2
+    print(summarize_run(run_dir, splits))
+    return 0
+
+
+def cmd_objectives(args: argparse.Namespace) -> int:
+    """The registry's objective names (the Makefile reads its list from here)."""
+    print("\n".join(OBJECTIVE_NAMES))
     return 0
 
 
@@ -160,7 +195,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used by the tests to check every ``--help``)."""
-    from neurossl.objectives import OBJECTIVES  # the registry: objective names in one place
 
     parser = argparse.ArgumentParser(
         prog="neurossl",
@@ -207,12 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_splits_audit)
 
     p = sub.add_parser("pretrain", help="self-supervised pretraining of one objective")
-    p.add_argument("--objective", required=True, choices=list(OBJECTIVES),
+    p.add_argument("--objective", required=True, choices=OBJECTIVE_NAMES,
                    help="the profile's settings for it are layered in (neurossl/profiles/<profile>/objectives.yaml)")
     p.add_argument("--cache", type=Path, required=True, help="preprocessing cache folder")
     p.add_argument("--splits", type=Path, required=True, help="split folder (pretrain partitions)")
     p.add_argument("--run-dir", type=Path, help="default: runs/<profile>/pretrain/<objective>")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="kept for old scripts: an interrupted run always resumes from its newest checkpoint")
     add_coverage_options(p)
     _add_config_options(p)
     p.set_defaults(func=cmd_pretrain)
@@ -252,10 +287,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=Path, help="split folder (default: splits/<profile>)")
     p.add_argument("--notebook", action="append", metavar="NAME",
                    help="run only this notebook, e.g. 02 or 02_pretraining (repeatable)")
-    p.add_argument("--objective", action="append", metavar="NAME",
+    p.add_argument("--objective", action="append", choices=OBJECTIVE_NAMES,
                    help="pretraining objectives to run and show (repeatable; default: all)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_paper)
+
+    p = sub.add_parser("demo", help="every stage on the demo cohort: data, pretraining, "
+                                    "evaluation, the notebooks (finished stages are skipped)")
+    p.add_argument("--profile", default="demo", choices=["smoke", "demo", "paper"])
+    p.add_argument("--run-dir", type=Path, help="run folder (default: runs/<profile>)")
+    p.add_argument("--splits", type=Path, help="split folder (default: splits/<profile>)")
+    p.add_argument("--out", type=Path, default=Path("paper"),
+                   help="folder for figures/ and tables/ (default: paper)")
+    p.add_argument("--objective", action="append", choices=OBJECTIVE_NAMES,
+                   help="objectives to pretrain, evaluate and show (repeatable; default: all)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="processes generating the demo cohort")
+    p.add_argument("--until", default="paper", choices=["data", "pretrained", "evaluation", "paper"],
+                   help="the last stage to run (default: all of them)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("objectives", help="print the registered objectives, one per line")
+    p.set_defaults(func=cmd_objectives)
 
     p = sub.add_parser("summary", help="summarise the data stages of a run folder")
     p.add_argument("run_dir", type=Path, help="run folder (cohort/, curation.csv, cache/)")

@@ -31,71 +31,44 @@ splits_dir = "splits/demo"
 figures_dir = "paper/figures"
 tables_dir = "paper/tables"
 device = "auto"
-objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+objectives = None         # None: every registered objective (neurossl.objectives.OBJECTIVES)
 run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
 
 # %%
 # %matplotlib inline
-import json
-
 from IPython.display import Markdown, display
 
-from neurossl.cli import main as neurossl_cli
+from neurossl import pipeline
 from neurossl.config import load_config
 from neurossl.data.catalog import read_scans, read_table
 from neurossl.data.curate import summarize_report
-from neurossl.data.dataset import CachedVolumeDataset
-from neurossl.data.io import load_mask, load_volume
-from neurossl.data.preprocess import slice_axis
-from neurossl.splits.audit import audit_splits, format_audit
 from neurossl.evaluate.tables import write_table
 from neurossl.paths import repo_path
-from neurossl.plots.cohort import (acquisition_table, curation_counts, plot_acquisition,
-                                   plot_cohort, plot_curation)
-from neurossl.plots.slices import (SliceView, as_ras, bright_focus, model_space_focus,
-                                   plot_orthogonal_views)
+from neurossl.plots.cohort import (acquisition_summary, acquisition_table, curation_counts,
+                                   plot_acquisition, plot_cohort, plot_curation)
+from neurossl.plots.examples import example_views
+from neurossl.plots.slices import plot_orthogonal_views
 from neurossl.plots.style import save_figure, set_theme
+from neurossl.splits.audit import assert_no_leakage, audit_splits, format_audit
 from neurossl.summary import cohort_table
 
 set_theme()
 cfg = load_config(profile)
 data, splits = repo_path(data_dir), repo_path(splits_dir)
 figures, tables = repo_path(figures_dir), repo_path(tables_dir)
-tables.mkdir(parents=True, exist_ok=True)
-
 
 # %% [markdown]
 # ## The data stages
 #
-# Each stage writes a folder the next one reads (`make demo` runs the same commands). When a
-# stage's output is missing and `run_missing` is set, it is run here through the command line
-# (the synthetic demo cohort is never generated for the `paper` profile: bring your own data).
+# Each stage writes a folder the next one reads: cohort, curation report, preprocessing cache,
+# splits (`neurossl.pipeline.data`; `make demo` and `neurossl demo` call the same functions). A
+# finished stage is skipped; a missing one is run when `run_missing` is set, else it stops with
+# an error naming what is missing. The synthetic demo cohort is never generated for the `paper`
+# profile: bring your own data.
 
 # %%
-cohort, report_path, cache = data / "cohort", data / "curation.csv", data / "cache"
-stages = [
-    (cohort / "scans.tsv", ["demo-data", "--out", str(cohort), "--profile", profile]),
-    (report_path, ["curate", str(cohort), "--report", str(report_path), "--profile", profile]),
-    (cache / "index.csv", ["preprocess", str(cohort), "--curation", str(report_path),
-                           "--cache", str(cache), "--profile", profile]),
-    (splits / "splits.json", ["splits", "make", "--scans", str(cohort / "scans.tsv"),
-                                "--out", str(splits), "--profile", profile]),
-]
-for output, argv in stages:
-    done = output.exists() or (argv[0] == "splits" and any(splits.glob("*_ids.csv")))
-    if done:
-        print(f"{argv[0]:<11} done: {output}")
-    elif argv[0] == "demo-data" and profile == "paper":
-        raise FileNotFoundError(f"{output} is missing: with the paper profile put your own data "
-                                f"(NIfTI tree + scans.tsv) in {cohort} (a symbolic link is fine)")
-    elif run_missing:
-        print(f"{argv[0]:<11} running: neurossl {' '.join(argv)}")
-        if neurossl_cli([*argv, "--quiet"] if argv[0] in {"demo-data", "curate", "preprocess"}
-                        else argv) != 0:
-            raise RuntimeError(f"stage {argv[0]} failed")
-    else:
-        raise FileNotFoundError(f"{output} is missing and run_missing=False; run "
-                                f"`neurossl {' '.join(argv)}` (or `make demo`) first")
+run = pipeline.data(data, splits, profile, run_missing)
+run
 
 # %% [markdown]
 # ## The cohort
@@ -106,7 +79,7 @@ for output, argv in stages:
 # the FM-CT objective.
 
 # %%
-scans = read_scans(cohort)
+scans = read_scans(run.cohort)
 cohort_counts = cohort_table(scans)
 write_table(cohort_counts, tables / "tab01_cohort", index=False)
 display(Markdown(cohort_counts.to_markdown(index=False)))
@@ -128,7 +101,7 @@ fig
 # one row in `curation.csv`, kept or rejected with a reason.
 
 # %%
-report = read_table(report_path, sep=",")
+report = read_table(run.curation, sep=",")
 print(summarize_report(report))
 curation = curation_counts(report)
 write_table(curation, tables / "tab01_curation_summary", index=False)
@@ -150,12 +123,7 @@ fig
 
 # %%
 acquisition = acquisition_table(scans, cfg.preprocess.isotropy_ratio)
-geometry = (acquisition.groupby(["dataset", "acquisition"])
-            .agg(scans=("scan_uid", "count"),
-                 finest_mm=("min_spacing_mm", "median"),
-                 coarsest_mm=("max_spacing_mm", "median"),
-                 max_anisotropy=("anisotropy", "max"))
-            .round(2).reset_index())
+geometry = acquisition_summary(acquisition)
 write_table(geometry, tables / "tab01_acquisition", index=False)
 display(Markdown(geometry.to_markdown(index=False)))
 
@@ -180,35 +148,7 @@ fig
 # resampled to a cube of `depth × crop × crop` voxels; outside the brain is black.
 
 # %%
-index = read_table(cache / "index.csv", sep=",")
-ok = index[index["status"] == "ok"]
-wanted = [("T1w", ok["modality"] == "T1w"),
-          ("FLAIR with glioma", (ok["modality"] == "FLAIR") & (ok["dataset"] == "glioma")),
-          ("CT", ok["modality"] == "CT")]
-rows, labels = [], []
-for name, selected in wanted:
-    if not selected.any():
-        continue
-    entry = ok[selected].iloc[0]
-    raw = load_volume(cohort / entry["path"])
-    item = CachedVolumeDataset(cache, [entry["scan_uid"]], train=False, preprocess=cfg.preprocess)[0]
-    depth_axis = slice_axis(None if entry["depth_axis"] == "" else int(entry["depth_axis"]),
-                            cfg.preprocess, None, json.loads(entry["shape"]))
-    model_input = as_ras(item["image"], depth_axis)
-    is_lesion = "glioma" in name
-    raw_focus = model_focus = None
-    if is_lesion:  # planes through the lesion: the brightest spot inside the brain mask
-        mask_path = scans.set_index("scan_uid").loc[entry["scan_uid"], "mask_path"]
-        raw_focus = bright_focus(raw.data, load_mask(cohort / mask_path, raw) if mask_path else None)
-        model_focus = model_space_focus(raw_focus, json.loads(entry["bbox"]), depth_axis,
-                                        cfg.preprocess.depth, cfg.preprocess.crop_size)
-    rows.append([
-        SliceView(raw.data, raw.spacing, window=(-20.0, 100.0) if name == "CT" else None,
-                  focus=raw_focus),
-        SliceView(model_input, background=0.0, focus=model_focus),
-    ])
-    spacing = "×".join(f"{s:.1f}" for s in raw.spacing)
-    labels.append(f"{name}\n{entry['scan_uid'].split('_')[0]}\n{spacing} mm")
+rows, labels = example_views(run.cohort, run.cache, scans, cfg.preprocess)
 
 # %% [markdown]
 # **Figure 1d.** Axial, coronal and sagittal planes of each scan: raw (left three columns, in mm)
@@ -229,8 +169,7 @@ fig
 # audit counts distinct subjects and scans per file (slashes separate folds) and fails on a leak.
 
 # %%
-audit = audit_splits(splits)
+audit = audit_splits(run.splits)
 print(format_audit(audit))
 write_table(audit.totals, tables / "tab01_split_totals", index=False)
-if audit.leaks:
-    raise RuntimeError(f"{len(audit.leaks)} subject leak(s) in {splits}; see the audit above")
+assert_no_leakage(audit)  # a leak stops the notebook, naming the subjects and files

@@ -21,7 +21,8 @@
 # variance-covariance regularisation), and the neighbouring systems 3D-Neuro-SimCLR, FM-CT's
 # DINO + masked image modelling (on CT) and Neuro-JEPA's mixture of experts.
 #
-# A run whose `encoder.safetensors` exists is loaded, not retrained. This notebook shows that
+# A run whose `encoder.safetensors` exists is loaded, not retrained; an interrupted one resumes
+# from its newest checkpoint (`neurossl.pipeline.pretrained`). This notebook shows that
 # every run trained (its loss fell) and what the masked autoencoders reconstruct.
 
 # %% tags=["parameters"]
@@ -32,65 +33,43 @@ splits_dir = "splits/demo"
 figures_dir = "paper/figures"
 tables_dir = "paper/tables"
 device = "auto"
-objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+objectives = None         # None: every registered objective (neurossl.objectives.OBJECTIVES)
 run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
 
 # %%
 # %matplotlib inline
-import json
-import time
-
 from IPython.display import Markdown, display
 
-from neurossl.analysis.reconstruction import RECONSTRUCTING, reconstruct
+from neurossl import pipeline
+from neurossl.analysis.reconstruction import example_reconstructions
+from neurossl.analysis.summaries import loss_verdict
 from neurossl.config import load_config
-from neurossl.data.catalog import read_table
-from neurossl.data.dataset import CachedVolumeDataset
-from neurossl.data.preprocess import slice_axis
 from neurossl.evaluate.tables import write_table
+from neurossl.objectives import OBJECTIVES
 from neurossl.paths import repo_path
 from neurossl.plots.slices import plot_reconstructions
-from neurossl.plots.style import save_figure, set_theme
+from neurossl.plots.style import save_figure, save_figures, set_theme
 from neurossl.plots.training import loss_summary, plot_collapse_monitor, plot_loss_curves
-from neurossl.train.pretrain import pretrain
 from neurossl.train.trainer import read_metrics
 
 set_theme()
+objectives = list(objectives or OBJECTIVES)
+cfg = load_config(profile)
 data, splits = repo_path(data_dir), repo_path(splits_dir)
-cache = data / "cache"
 figures, tables = repo_path(figures_dir), repo_path(tables_dir)
-tables.mkdir(parents=True, exist_ok=True)
-
-
-def objective_config(objective: str):
-    """The profile's settings for one objective, as `neurossl pretrain` resolves them."""
-    return load_config(profile, objective=objective, overrides=[f"train.device={device}"])
-
 
 # %% [markdown]
 # ## Pretraining runs
 #
 # Each run writes `pretrain/<objective>/` under the run folder: the resolved `config.yaml`,
-# `metrics.jsonl` (one record per logged step), checkpoints and the exported encoder. The same
-# run from the command line is `neurossl pretrain --objective NAME --cache CACHE --splits SPLITS`.
+# `metrics.jsonl` (one record per logged step), checkpoints and the exported encoder. Each
+# objective's settings are the profile's plus its block of
+# `neurossl/profiles/<profile>/objectives.yaml`, resolved by `load_config(profile, objective=NAME)`
+# exactly as `make demo`, `neurossl demo` and `neurossl pretrain --objective NAME` resolve them.
 
 # %%
-run_dirs = {}
-for objective in objectives:
-    run_dir = data / "pretrain" / objective
-    encoder = run_dir / "encoder.safetensors"
-    if encoder.is_file():
-        print(f"{objective:<9} loaded  {encoder}")
-    elif run_missing:
-        start = time.perf_counter()
-        pretrain(objective_config(objective), cache, splits, run_dir)
-        print(f"{objective:<9} trained {encoder} in {time.perf_counter() - start:.0f} s")
-    else:
-        raise FileNotFoundError(
-            f"{encoder} is missing and run_missing=False; run `neurossl pretrain --objective "
-            f"{objective} --cache {cache} --splits {splits} --run-dir {run_dir} --profile {profile}`")
-    run_dirs[objective] = run_dir
-metrics = {objective: read_metrics(run_dir) for objective, run_dir in run_dirs.items()}
+runs = pipeline.pretrained_all(objectives, data, splits, profile, device, run_missing)
+metrics = {objective: read_metrics(run) for objective, run in runs.items()}
 
 # %% [markdown]
 # ## Did every run learn?
@@ -103,9 +82,7 @@ metrics = {objective: read_metrics(run_dir) for objective, run_dir in run_dirs.i
 losses = loss_summary(metrics)
 write_table(losses.round(4), tables / "tab02_pretraining_losses", index=False)
 display(Markdown(losses.to_markdown(index=False, floatfmt=".4g")))
-not_learning = losses.loc[~losses["loss_fell"], "objective"].tolist()
-print("loss fell for every objective" if not not_learning
-      else f"loss did NOT fall for: {', '.join(not_learning)} (short runs are noisy: see below)")
+print(loss_verdict(losses))
 
 # %% [markdown]
 # **Figure 2a.** Training loss against optimiser step, one panel per objective. The total loss
@@ -124,9 +101,8 @@ fig
 # volume to the same point, driving the spread to zero and the rank to one.
 
 # %%
-fig = plot_collapse_monitor(metrics)
-if fig is not None:
-    save_figure(fig, figures / "fig02_collapse_monitor")
+fig = plot_collapse_monitor(metrics)  # None without a teacher-student objective
+save_figures({"fig02_collapse_monitor": fig}, figures)
 fig
 
 # %% [markdown]
@@ -138,20 +114,7 @@ fig
 # SL-MAE adds a loss on the high-frequency spectrum of the reconstruction.
 
 # %%
-reconstructing = [name for name in objectives if name in RECONSTRUCTING]
-if reconstructing:
-    cfg = load_config(profile)
-    index = read_table(cache / "index.csv", sep=",")
-    entry = index[(index["status"] == "ok") & (index["modality"] == "T1w")].iloc[0]
-    image = CachedVolumeDataset(cache, [entry["scan_uid"]], train=False,
-                                preprocess=cfg.preprocess)[0]["image"]
-    depth_axis = slice_axis(None if entry["depth_axis"] == "" else int(entry["depth_axis"]),
-                            cfg.preprocess, None, json.loads(entry["shape"]))
-    results = {name: {**reconstruct(run_dirs[name], image, seed=0), "depth_axis": depth_axis}
-               for name in reconstructing}
-    print(f"volume {entry['scan_uid']}, model input {tuple(image.shape)}")
-else:
-    print("no MAE / SL-MAE run among the objectives: no reconstructions to show")
+results = example_reconstructions(runs, data / "cache", cfg.preprocess)  # {} without MAE / SL-MAE
 
 # %% [markdown]
 # **Figure 2c.** An axial slice through the centre of the volume, one row per run: the input,
@@ -159,7 +122,6 @@ else:
 # panels of a row share the input's intensity range (z-scored intensities).
 
 # %%
-if reconstructing:
-    fig = plot_reconstructions(results, plane="axial")
-    save_figure(fig, figures / "fig02_reconstructions")
-    display(fig)
+fig = plot_reconstructions(results, plane="axial") if results else None
+save_figures({"fig02_reconstructions": fig}, figures)
+fig

@@ -40,54 +40,41 @@ splits_dir = "splits/demo"
 figures_dir = "paper/figures"
 tables_dir = "paper/tables"
 device = "auto"
-objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+objectives = None         # None: every registered objective (neurossl.objectives.OBJECTIVES)
 run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
 
 # %%
 # %matplotlib inline
-import shutil
-import tempfile
-
-import pandas as pd
 from IPython.display import Markdown, display
 
-from neurossl.analysis.features import pretraining_runs
+from neurossl import pipeline
+from neurossl.analysis.summaries import paired_verdict
 from neurossl.config import load_config
-from neurossl.evaluate.report import paired_table, read_predictions, write_report
-from neurossl.evaluate.runner import evaluate_all
+from neurossl.evaluate.report import paired_table, read_predictions, report_markdown, write_report
 from neurossl.evaluate.tables import read_results
+from neurossl.objectives import OBJECTIVES
 from neurossl.paths import repo_path
-from neurossl.plots.evaluation import plot_fewshot, plot_probe_comparison, plot_roc_curves
-from neurossl.plots.style import save_figure, set_theme
+from neurossl.plots.evaluation import plot_fewshot, plot_probe_comparison, roc_figures
+from neurossl.plots.style import save_figure, save_figures, set_theme
 
 set_theme()
+objectives = list(objectives or OBJECTIVES)
+cfg = load_config(profile)
 data_dir, splits_dir = repo_path(data_dir), repo_path(splits_dir)
 figures_dir, tables_dir = repo_path(figures_dir), repo_path(tables_dir)
-cache_dir, eval_dir = data_dir / "cache", data_dir / "eval"
-cfg = load_config(profile)
-cfg.train.device = device
 
 # %% [markdown]
 # ## Run or load the evaluation
 #
-# The pretraining runs come from notebook 02 (pretrained here if missing). The evaluation
-# appends to `eval/results.csv` and writes one prediction file per (encoder, task, mode); an
-# encoder already present there is not evaluated again.
+# The pretraining runs come from notebook 02. The evaluation stage (`neurossl.pipeline.evaluation`,
+# the same as `make demo`'s) writes `eval/results.csv` and one prediction file per (encoder, task,
+# mode): frozen probes of every encoder, its random twin and ResNet50-3D, few-shot curves, and
+# fine-tuning of a few encoders (the CPU budget). A complete `eval/` folder is loaded, not rerun;
+# delete it to evaluate again.
 
 # %%
-runs = pretraining_runs(profile, objectives, data_dir, splits_dir, run_missing, device)
-results_file = eval_dir / "results.csv"
-done = set(read_results(results_file)["encoder"]) if results_file.is_file() else set()
-todo = [name for name in objectives if name not in done]
-if todo and not run_missing:
-    raise FileNotFoundError(f"{results_file} has no results for {todo}; run `neurossl evaluate` "
-                            "or set run_missing=True")
-if todo:
-    baselines = [b for b in ("random", "resnet50") if b not in done]
-    evaluate_all(cfg, encoders=[runs[name] for name in todo], baselines=baselines, tasks=[],
-                 mode="both", cache_dir=cache_dir, splits_dir=splits_dir, out_dir=eval_dir,
-                 fewshot=True)
-results = read_results(results_file)
+eval_dir = pipeline.evaluation(data_dir, splits_dir, profile, objectives, device, run_missing=run_missing)
+results = read_results(eval_dir / "results.csv")
 predictions = read_predictions(eval_dir / "predictions")
 results.groupby(["encoder", "mode"], sort=False)["task"].nunique().unstack().fillna(0).astype(int)
 
@@ -105,17 +92,8 @@ results.groupby(["encoder", "mode"], sort=False)["task"].nunique().unstack().fil
 # paired bootstrap interval and p-values (paired bootstrap; DeLong for binary tasks).
 
 # %%
-with tempfile.TemporaryDirectory() as scratch:
-    written = write_report(eval_dir, scratch, n_boot=cfg.evaluate.bootstrap)
-    tables = {}
-    for path in written:
-        target = tables_dir / f"tab03_{path.name}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        if target.suffix == ".md":
-            tables[target.stem] = target.read_text()
-for name, text in tables.items():
-    display(Markdown(f"**{name}**\n\n{text}"))
+written = write_report(eval_dir, tables_dir, n_boot=cfg.evaluate.bootstrap, prefix="tab03_")
+display(Markdown(report_markdown(written)))
 
 # %% [markdown]
 # ## ROC curves
@@ -127,14 +105,9 @@ for name, text in tables.items():
 # the dotted black line ResNet50-3D.
 
 # %%
-for mode in ("frozen", "finetune"):
-    tasks = list(dict.fromkeys(predictions.loc[predictions["mode"] == mode, "task"]))
-    if not tasks:
-        print(f"no {mode} predictions: no ROC figure for this mode")
-        continue
-    fig = plot_roc_curves(predictions, tasks, mode)
-    save_figure(fig, figures_dir / f"fig03_roc_{mode}")
-    display(fig)
+roc = roc_figures(predictions)  # None for a mode without predictions
+save_figures(roc, figures_dir)
+display(*[fig for fig in roc.values() if fig is not None])
 
 # %% [markdown]
 # ## Few-shot learning
@@ -165,21 +138,7 @@ save_figure(fig, figures_dir / "fig03_paired_vs_random")
 fig
 
 # %%
-ssl = paired[paired["encoder"].isin(objectives)]
-lines = []
-for (encoder, mode), rows in ssl.groupby(["encoder", "mode"], sort=False):
-    better = int((rows["low"] > 0).sum())
-    worse = int((rows["high"] < 0).sum())
-    lines.append(
-        f"- **{encoder}**, {mode}: mean gain {rows['diff'].mean():+.3f} AUC over {len(rows)} task(s); "
-        f"the 95% interval excludes zero in favour of pretraining on {better}, against it on "
-        f"{worse}, and includes zero on {len(rows) - better - worse}.")
-verdict = ("No encoder separates from its random twin on any task: on this cohort the "
-           "evaluation cannot distinguish pretrained from random features."
-           if not ((ssl["low"] > 0) | (ssl["high"] < 0)).any() else
-           "Only the tasks whose interval excludes zero are evidence of a difference; the rest "
-           "are within the noise of the small test sets.")
-display(Markdown("\n".join(lines) + f"\n\n{verdict}"))
+display(Markdown(paired_verdict(paired, objectives)))
 
 # %% [markdown]
 # With the small demo test sets most intervals are wide; what the paper measures with thousands

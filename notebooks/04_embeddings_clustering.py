@@ -41,32 +41,34 @@ splits_dir = "splits/demo"
 figures_dir = "paper/figures"
 tables_dir = "paper/tables"
 device = "auto"
-objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+objectives = None         # None: every registered objective (neurossl.objectives.OBJECTIVES)
 run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
 
 # %%
 # %matplotlib inline
-import pandas as pd
 from IPython.display import Markdown, display
-from matplotlib.figure import Figure
-from threadpoolctl import threadpool_limits
 
-from neurossl.analysis.embeddings import analyse_encoders, clustering_table
-from neurossl.analysis.stages import finetuned_encoders, stage_analyses, stage_table, task_test_scans
-from neurossl.analysis.features import downstream_scans, pooled_features, pretraining_runs
+from neurossl.analysis.clustering import (by_dataset_analysis, clustering_by_dataset, dataset_scores,
+                                          per_dataset_analyses)
+from neurossl.analysis.features import downstream_scans, exported_encoders, pooled_features
+from neurossl.analysis.stages import stage_analyses, stage_encoders, stage_table, task_test_scans
+from neurossl.analysis.summaries import nmi_summary
 from neurossl.config import load_config
 from neurossl.evaluate.backbones import random_twin, resolve_encoder
 from neurossl.runtime.device import resolve_device
 from neurossl.evaluate.tables import write_table
+from neurossl.objectives import OBJECTIVES
 from neurossl.paths import repo_path
-from neurossl.plots.embeddings import plot_embedding, plot_embedding_grid, plot_stage_embeddings
-from neurossl.plots.style import save_figure, set_theme
+from neurossl.pipeline import TABLE7_TASK
+from neurossl.plots.embeddings import embedding_grids, plot_per_dataset_embeddings, plot_stage_embeddings
+from neurossl.plots.style import save_figure, save_figures, set_theme
 
 set_theme()
+objectives = list(objectives or OBJECTIVES)
+cfg = load_config(profile)
 data_dir, splits_dir = repo_path(data_dir), repo_path(splits_dir)
 figures_dir, tables_dir = repo_path(figures_dir), repo_path(tables_dir)
 cache_dir = data_dir / "cache"
-cfg = load_config(profile)
 
 # %% [markdown]
 # ## Features of every downstream scan
@@ -75,7 +77,7 @@ cfg = load_config(profile)
 # deterministic. The random twin copies the architecture of the first encoder listed.
 
 # %%
-runs = pretraining_runs(profile, objectives, data_dir, splits_dir, run_missing, device)
+runs = exported_encoders(data_dir, objectives)
 scans = downstream_scans(cache_dir, splits_dir)
 encoders = {name: resolve_encoder(run) for name, run in runs.items()}
 encoders["random"] = random_twin(encoders[objectives[0]])
@@ -94,33 +96,15 @@ scans.groupby(["dataset", "modality", "label"]).size().unstack(fill_value=0)
 # only where it beats the random twin's row.
 
 # %%
-analyses, frames = {}, []
-with threadpool_limits(1):  # t-SNE / UMAP / k-means threads only thrash on a shared CPU
-    for dataset, rows in scans.groupby("dataset", sort=True):
-        if rows["label"].nunique() < 2:
-            continue
-        by_encoder = {name: (f[rows.index], rows["label"].to_numpy()) for name, f in features.items()}
-        analyses[dataset] = analyse_encoders(by_encoder)
-        frames.append(clustering_table(analyses[dataset]).assign(dataset=dataset))
-    all_scans = analyse_encoders({name: (f, scans["dataset"].to_numpy()) for name, f in features.items()})
-scores = pd.concat(frames, ignore_index=True)
-table = scores.pivot_table(index=["dataset", "encoder"], columns="space",
-                           values=["silhouette", "nmi"], sort=False)
-table = table.reindex(columns=["raw", "tsne", "umap"], level=1)
-table.columns = [f"{metric} ({space})" for metric, space in table.columns]
-table = table.round(3).reset_index(level="encoder")
+analyses = per_dataset_analyses(features, scans)
+scores = dataset_scores(analyses)
+all_scans = by_dataset_analysis(features, scans)
+table = clustering_by_dataset(scores)
 write_table(table, tables_dir / "tab04_clustering")
 display(Markdown(table.to_markdown()))
 
 # %%
-raw = scores[scores["space"] == "raw"].set_index(["dataset", "encoder"])["nmi"]
-lines = []
-for dataset, nmi in raw.groupby(level="dataset"):
-    nmi = nmi.droplevel("dataset")
-    ssl = nmi.drop("random")
-    lines.append(f"- **{dataset}**: raw-space NMI of the SSL encoders {ssl.min():.3f}–{ssl.max():.3f} "
-                 f"(best `{ssl.idxmax()}`), random twin {nmi['random']:.3f}.")
-display(Markdown("\n".join(lines)))
+display(Markdown(nmi_summary(scores)))
 
 # %% [markdown]
 # ## 2-D embeddings of all downstream scans
@@ -131,12 +115,9 @@ display(Markdown("\n".join(lines)))
 # features encode acquisition and anatomy more than disease.
 
 # %%
-labels, datasets = scans["label"].to_numpy(), scans["dataset"].to_numpy()
-for method in ("tsne", "umap"):
-    coords = {name: a.coords[method] for name, a in all_scans.items()}
-    fig = plot_embedding_grid(coords, labels, datasets, method=method, label_name="label")
-    save_figure(fig, figures_dir / f"fig04_{method}_all")
-    display(fig)
+grids = embedding_grids(all_scans, scans)
+save_figures(grids, figures_dir)
+display(*grids.values())
 
 # %% [markdown]
 # ## Per-dataset t-SNE, coloured by label
@@ -145,14 +126,7 @@ for method in ("tsne", "umap"):
 # encoder, each dataset embedded on its own.
 
 # %%
-fig = Figure(figsize=(4.6 * len(analyses) + 1.5, 3.6 * len(features)), layout="constrained")
-axes = fig.subplots(len(features), len(analyses), squeeze=False)
-for col, (dataset, analysis) in enumerate(analyses.items()):
-    labels_of = scans.loc[scans["dataset"] == dataset, "label"].to_numpy()
-    for row, (name, result) in enumerate(analysis.items()):
-        plot_embedding(result.coords["tsne"], labels_of, "label", f"{dataset}: {name}", axes[row, col],
-                       method="tsne", legend=row == 0)
-fig.suptitle("t-SNE per dataset, coloured by diagnostic label")
+fig = plot_per_dataset_embeddings(analyses, scans)
 save_figure(fig, figures_dir / "fig04_tsne_per_dataset")
 fig
 
@@ -172,20 +146,14 @@ fig
 # shows its pretrained row only.
 
 # %%
-table7_task = "cognition_nc_vs_ad"
-test_scans = task_test_scans(table7_task, cache_dir, splits_dir)
-paper_four = [name for name in ("mae", "slmae", "jepa", "vcr_jepa") if name in encoders]
-stage_encoders = {"pretrained": {name: encoders[name] for name in paper_four},
-                  "fine-tuned": finetuned_encoders(data_dir / "eval", table7_task, paper_four)}
-with threadpool_limits(1):
-    stages = stage_analyses(stage_encoders, test_scans, cache_dir, cfg.preprocess,
-                            batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
+test_scans = task_test_scans(TABLE7_TASK, cache_dir, splits_dir)
+stages = stage_analyses(stage_encoders(encoders, data_dir / "eval", TABLE7_TASK), test_scans, cache_dir,
+                        cfg.preprocess, batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
 table7 = stage_table(stages).round(4)
 write_table(table7, tables_dir / "tab04_table7_pretrained_vs_finetuned")
-display(Markdown(f"{len(test_scans)} test scans of `{table7_task}`\n\n" + table7.to_markdown()))
+display(Markdown(f"{len(test_scans)} test scans of `{TABLE7_TASK}`\n\n" + table7.to_markdown()))
 
 # %%
 fig = plot_stage_embeddings(stages, test_scans["label"].to_numpy())
 save_figure(fig, figures_dir / "fig04_tsne_pretrained_vs_finetuned")
 fig
-

@@ -40,35 +40,34 @@ splits_dir = "splits/demo"
 figures_dir = "paper/figures"
 tables_dir = "paper/tables"
 device = "auto"
-objectives = ["mae", "slmae", "jepa", "vcr_jepa", "simclr", "dino_mim", "moe_jepa"]
+objectives = None         # None: every registered objective (neurossl.objectives.OBJECTIVES)
 run_missing = True        # run a stage whose outputs are missing; False: stop with a clear error
 
 # %%
 # %matplotlib inline
-import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
-from neurossl.analysis.features import pretraining_runs
-from neurossl.analysis.reconstruction import reconstruct
-from neurossl.analysis.spectrum import (crop_to_mask, high_frequency_energy, reconstruction_spectra,
-                                        spectral_table)
+from neurossl.analysis.features import exported_encoders
+from neurossl.analysis.reconstruction import RECONSTRUCTING
+from neurossl.analysis.spectral_energy import (compare_reconstructions, hf_energy_tables, split_scans,
+                                               volume_spectra)
+from neurossl.analysis.summaries import hf_ordering, reconstruction_hf_summary
 from neurossl.config import load_config
-from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
-from neurossl.splits.files import read_splits
-from neurossl.evaluate.tables import write_table
+from neurossl.evaluate.tables import write_tables
+from neurossl.objectives import OBJECTIVES
 from neurossl.paths import repo_path
-from neurossl.plots.evaluation import plot_reconstruction_slices
-from neurossl.plots.spectrum import plot_hf_energy, plot_radial_profiles, plot_reconstruction_spectra
-from neurossl.plots.style import save_figure, set_theme
+from neurossl.plots.spectrum import (plot_hf_energy, plot_hf_energy_by_contrast, plot_radial_profiles,
+                                     reconstruction_slice_figures, reconstruction_spectra_figure)
+from neurossl.plots.style import save_figure, save_figures, set_theme
 
 set_theme()
+objectives = list(objectives or OBJECTIVES)
+cfg = load_config(profile)
+cutoff = cfg.objective.spectral_cutoff
 data_dir, splits_dir = repo_path(data_dir), repo_path(splits_dir)
 figures_dir, tables_dir = repo_path(figures_dir), repo_path(tables_dir)
 cache_dir = data_dir / "cache"
-cfg = load_config(profile)
-cutoff = cfg.objective.spectral_cutoff
 
 # %% [markdown]
 # ## The volumes
@@ -77,26 +76,9 @@ cutoff = cfg.objective.spectral_cutoff
 # are windowed into three channels; the first (brain window) is used.
 
 # %%
-splits = read_splits(splits_dir)
-index = read_index(cache_dir)
-scans = index[(index["status"] == "ok") & index["scan_uid"].isin(splits["scan_uid"])]
-scans = scans[["scan_uid", "subject_id", "dataset", "modality", "label"]].astype(str)
-scans = scans.sort_values(["dataset", "scan_uid"]).reset_index(drop=True)
+scans = split_scans(cache_dir, splits_dir)
 items = CachedVolumeDataset(cache_dir, scans["scan_uid"].tolist(), train=False, preprocess=cfg.preprocess)
-
-
-def brain(volume: np.ndarray) -> np.ndarray:
-    """``(D, H, W)`` cropped to the bounding box of its non-zero (brain) voxels."""
-    return crop_to_mask(volume, volume != 0)
-
-
-def volumes():
-    for item in items:
-        yield item["scan_uid"], item["dataset"], brain(item["image"][0].numpy())
-
-
-energy, profiles = spectral_table(volumes(), cutoff=cutoff)
-energy = energy.merge(scans.rename(columns={"scan_uid": "id"})[["id", "modality"]], on="id")
+energy, profiles = volume_spectra(items, scans, cutoff)
 scans.groupby(["dataset", "modality"]).size().unstack(fill_value=0)
 
 # %% [markdown]
@@ -121,17 +103,9 @@ save_figure(fig, figures_dir / "fig05_hf_energy")
 fig
 
 # %%
-def summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    stats = frame.groupby(by)["hf_energy"].agg(n="size", mean="mean", median="median", std="std")
-    return stats.round(4)
-
-
-by_dataset = summary(energy, ["dataset"])
-by_contrast = summary(energy, ["dataset", "modality"])
-by_contrast = by_contrast.reset_index(level="modality")
-for name, table in {"tab05_hf_energy": by_dataset, "tab05_hf_energy_by_contrast": by_contrast}.items():
-    write_table(table, tables_dir / name)
-    display(Markdown(f"**{name}**\n\n" + table.to_markdown()))
+hf_tables = hf_energy_tables(energy)
+write_tables(hf_tables, tables_dir)
+display(Markdown("\n\n".join(f"**{name}**\n\n{table.to_markdown()}" for name, table in hf_tables.items())))
 
 # %% [markdown]
 # ### Same contrast, different datasets
@@ -141,22 +115,10 @@ for name, table in {"tab05_hf_energy": by_dataset, "tab05_hf_energy_by_contrast"
 # the contrast fixed: T1w volumes of each dataset.
 
 # %%
-fig = plot_hf_energy(energy.assign(dataset=energy["dataset"] + " " + energy["modality"]), cutoff)
-fig.axes[0].set_title("High-frequency spectral energy per dataset and contrast")
-fig.axes[0].tick_params(axis="x", labelrotation=30)
+fig = plot_hf_energy_by_contrast(energy, cutoff)
 save_figure(fig, figures_dir / "fig05_hf_energy_by_contrast")
 display(fig)
-
-t1 = energy[energy["modality"] == "T1w"].groupby("dataset")["hf_energy"].agg(["mean", "median", "size"])
-if {"glioma", "autism"} <= set(t1.index):
-    g, a = t1.loc["glioma"], t1.loc["autism"]
-    holds = g["mean"] > a["mean"] and g["median"] > a["median"]
-    display(Markdown(
-        f"On T1w volumes, glioma has mean / median high-frequency energy {g['mean']:.4f} / "
-        f"{g['median']:.4f} (n={int(g['size'])}) against autism's {a['mean']:.4f} / "
-        f"{a['median']:.4f} (n={int(a['size'])}): the paper's ordering glioma > autism "
-        + ("**holds** for the same contrast here." if holds else "**does not hold** here.")
-        + " With so few volumes per group this is an observation, not a test."))
+display(Markdown(hf_ordering(energy)))
 
 # %% [markdown]
 # ## MAE vs SL-MAE reconstructions
@@ -170,48 +132,19 @@ if {"glioma", "autism"} <= set(t1.index):
 # away fine detail. The demo runs are short, so both reconstructions are coarse.
 
 # %%
-pair = [name for name in ("mae", "slmae") if name in objectives]
-if len(pair) < 2:
-    display(Markdown("Both `mae` and `slmae` must be in `objectives` for this section; skipped."))
-else:
-    runs = pretraining_runs(profile, pair, data_dir, splits_dir, run_missing, device)
-    downstream = set(splits.loc[splits["partition"] != "pretrain", "scan_uid"])
-    chosen = (scans[scans["scan_uid"].isin(downstream) & (scans["modality"] == "T1w")]
-              .groupby("dataset").head(4))
-    spectra, hf_rows, examples = [], [], {}
-    for uid, dataset in zip(chosen["scan_uid"], chosen["dataset"]):
-        image = items[int(scans.index[scans["scan_uid"] == uid][0])]["image"]
-        out = {name: reconstruct(runs[name], image, seed=0) for name in pair}
-        target, mask = out["mae"]["input"], out["mae"]["mask"]
-        mosaics = {"MAE": out["mae"]["mosaic"], "SL-MAE": out["slmae"]["mosaic"]}
-        crop = {name: crop_to_mask(v, target != 0) for name, v in mosaics.items()}  # brain box
-        spectra.append(reconstruction_spectra(brain(target), crop).assign(id=uid))
-        hf_rows.append({"id": uid, "dataset": dataset,
-                        **{name: high_frequency_energy(v, cutoff)
-                           for name, v in {"target": brain(target), **crop}.items()}})
-        examples.setdefault(dataset, (uid, target, mask, mosaics))
-    spectra = pd.concat(spectra, ignore_index=True)
-    mean_spectra = (spectra.assign(log_power=np.log10(spectra["power"]), log_ratio=np.log10(spectra["ratio"]))
-                    .groupby(["model", "frequency"], sort=False)[["log_power", "log_ratio"]].mean()
-                    .pipe(lambda d: 10 ** d).rename(columns={"log_power": "power", "log_ratio": "ratio"})
-                    .reset_index())
-    fig = plot_reconstruction_spectra(mean_spectra, cutoff)
-    fig.suptitle(f"Spectra of MAE and SL-MAE mosaics vs their targets "
-                 f"(geometric mean over {len(chosen)} T1w volumes)")
-    save_figure(fig, figures_dir / "fig05_reconstruction_spectra")
-    display(fig)
+runs = exported_encoders(data_dir, [name for name in RECONSTRUCTING if name in objectives])
+comparison = compare_reconstructions(runs, items, scans, cutoff)  # None without both runs
+spectra_figure = reconstruction_spectra_figure(comparison, cutoff)
+save_figures(spectra_figure, figures_dir)
+display(*spectra_figure.values())
 
 # %% [markdown]
 # High-frequency energy (share at r ≥ cutoff) of each target and of the two mosaics of it:
 
 # %%
-if len(pair) == 2:
-    hf = pd.DataFrame(hf_rows).set_index("dataset").round(4)
-    write_table(hf, tables_dir / "tab05_reconstruction_hf_energy")
-    display(Markdown(hf.to_markdown()))
-    closer = (hf["SL-MAE"] - hf["target"]).abs() < (hf["MAE"] - hf["target"]).abs()
-    display(Markdown(f"SL-MAE's mosaic is closer to the target's high-frequency energy than MAE's "
-                     f"on {int(closer.sum())} of {len(hf)} volumes."))
+hf = comparison.hf if comparison is not None else None
+write_tables({"tab05_reconstruction_hf_energy": hf}, tables_dir)
+display(Markdown(reconstruction_hf_summary(hf)))
 
 # %% [markdown]
 # ## What the reconstructions look like
@@ -220,8 +153,6 @@ if len(pair) == 2:
 # MAE and SL-MAE mosaics, all on the target's grey scale.
 
 # %%
-if len(pair) == 2:
-    for dataset, (uid, target, mask, mosaics) in examples.items():
-        fig = plot_reconstruction_slices(target, mask, mosaics, title=f"{dataset}: {uid}")
-        save_figure(fig, figures_dir / f"fig05_reconstruction_{dataset}")
-        display(fig)
+slices = reconstruction_slice_figures(comparison)
+save_figures(slices, figures_dir)
+display(*slices.values())

@@ -115,26 +115,27 @@ def test_the_backbone_choices_are_the_encoder_presets():
 
 
 @pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
-def test_every_entry_point_resolves_an_objective_to_the_same_config(profile, monkeypatch):
-    """The CLI, the notebooks / Python API (``pretraining_runs``) and a direct ``load_config``
-    resolve each objective's settings alike, the profile's objective block included."""
-    from neurossl import cli
-    from neurossl.analysis import features
+def test_every_entry_point_resolves_an_objective_to_the_same_config(profile, monkeypatch, tmp_path):
+    """`neurossl pretrain`, the pipeline's stage (`neurossl demo`, `make demo` and the notebooks,
+    whose default device is "auto") and a direct ``load_config`` train each objective with the
+    same settings, the profile's objective block included."""
+    from neurossl import cli, pipeline
     from neurossl.config import to_dict
     from neurossl.objectives import OBJECTIVES
 
-    seen = {}
-    monkeypatch.setattr("neurossl.train.pretrain.pretrain", lambda cfg, *a, **k: seen.setdefault("api", cfg))
-    monkeypatch.setattr("neurossl.scans_commands.guard_coverage", lambda *a, **k: None)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "index.csv").write_text("")
+    (tmp_path / "splits").mkdir()
+    trained = []
+    monkeypatch.setattr("neurossl.train.pretrain.pretrain", lambda cfg, *a, **k: trained.append(cfg))
     monkeypatch.setattr(cli, "guard_coverage", lambda *a, **k: None)
     for name in OBJECTIVES:
-        seen.clear()
-        monkeypatch.setattr("neurossl.train.pretrain.pretrain",
-                            lambda cfg, *a, **k: seen.setdefault("cli", cfg) and "x")
-        cli.main(["pretrain", "--objective", name, "--profile", profile, "--cache", "c", "--splits", "s",
-                  "--set", "train.device=cpu"])
-        monkeypatch.setattr("neurossl.train.pretrain.pretrain", lambda cfg, *a, **k: seen.setdefault("api", cfg))
-        features.pretraining_runs(profile, [name], "/nonexistent", "s", run_missing=True, device="cpu")
-        direct = load_config(profile, objective=name, overrides=["train.device=cpu"])
-        assert to_dict(seen["cli"]) == to_dict(seen["api"]) == to_dict(direct), name
+        trained.clear()
+        assert cli.main(["pretrain", "--objective", name, "--profile", profile, "--cache",
+                         str(tmp_path / "cache"), "--splits", str(tmp_path / "splits"),
+                         "--run-dir", str(tmp_path / "cli" / name)]) == 0
+        pipeline.pretrained(name, tmp_path, profile=profile, device="auto")
+        direct = load_config(profile, objective=name)
+        assert len(trained) == 2, name
+        assert to_dict(trained[0]) == to_dict(trained[1]) == to_dict(direct), name
     assert load_config(profile, objective="dino_mim").train.scan_modalities == ("CT",)

@@ -1,5 +1,6 @@
 """The notebooks: paired .py / .ipynb in sync, a papermill ``parameters`` cell, a smoke run."""
 
+import ast
 import os
 import shutil
 from pathlib import Path
@@ -41,6 +42,38 @@ def test_first_code_cell_is_parameters(source):
     names = {line.split("=")[0].strip() for line in first.source.splitlines()
              if "=" in line and not line.lstrip().startswith("#")}
     assert names == PARAMETERS
+
+
+# Control flow is the package's: a notebook cell imports, calls, assigns or shows a value.
+CONTROL_FLOW = (ast.For, ast.AsyncFor, ast.While, ast.If, ast.FunctionDef, ast.AsyncFunctionDef,
+                ast.ClassDef, ast.Try, ast.With, ast.AsyncWith, ast.Match)
+ALLOWED = (ast.Import, ast.ImportFrom, ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign)
+
+
+def control_flow_in(source: str) -> list[str]:
+    """Top-level statements of a code cell that are not an import, a call, an assignment or a
+    shown value (IPython magics such as ``%matplotlib inline`` are read as comments)."""
+    python = "\n".join("#" + line if line.lstrip().startswith(("%", "!")) else line
+                       for line in source.splitlines())
+    return [f"line {node.lineno}: {type(node).__name__}" for node in ast.parse(python).body
+            if isinstance(node, CONTROL_FLOW) or not isinstance(node, ALLOWED)]
+
+
+def test_control_flow_check_catches_loops_branches_and_definitions():
+    cell = "import x\ny = f(x)\ny\nfor i in y:\n    pass\nif y:\n    pass\ndef g():\n    pass\n"
+    assert control_flow_in(cell) == ["line 4: For", "line 6: If", "line 8: FunctionDef"]
+    assert control_flow_in("with open(p) as f:\n    pass\ntry:\n    pass\nexcept OSError:\n    pass\n") == [
+        "line 1: With", "line 3: Try"]
+    assert control_flow_in("z = [a for a in b if a]\nw = a if b else None\n") == []
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_cells_hold_no_control_flow(source):
+    """Notebooks only show: stages and computations are package functions (notebooks/README.md)."""
+    found = {index: control_flow_in(cell.source) for index, cell in enumerate(jupytext.read(source).cells)
+             if cell.cell_type == "code"}
+    assert not {index: hits for index, hits in found.items() if hits}, (
+        f"{source.name}: move these into a package function: {found}")
 
 
 def test_unknown_notebook_name_is_a_clear_error():

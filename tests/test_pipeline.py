@@ -1,5 +1,6 @@
-"""End to end through the CLI on the smoke cohort: pretrain every objective, refuse leaky splits,
-resume, evaluate with baselines and few-shot, render the report."""
+"""End to end through the pipeline's stages on the smoke cohort: pretrain every objective, skip
+finished work, refuse missing inputs and leaky splits, resume, evaluate with baselines and
+few-shot, render the report."""
 
 import json
 import shutil
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from neurossl import pipeline
 from neurossl.cli import main
 from neurossl.evaluate.tables import RESULT_COLUMNS, read_results
 from neurossl.models import load_encoder
@@ -16,10 +18,10 @@ from neurossl.train.trainer import read_metrics
 OBJECTIVES = ["vcr_jepa", "simclr", "dino_mim", "moe_jepa"]  # mae, slmae, jepa: conftest's smoke_runs
 
 
-def pretrain(smoke_data, run_dir, objective, *extra):
-    argv = ["pretrain", "--objective", objective, "--profile", "smoke", "--cache", str(smoke_data / "cache"),
-            "--splits", str(smoke_data / "splits"), "--run-dir", str(run_dir), *extra]
-    return main(argv)
+def pretrain(smoke_data, run_dir, objective, *overrides):
+    """The pipeline's pretrained stage into ``run_dir``; returns the run folder."""
+    return pipeline.pretrained(objective, smoke_data, profile="smoke", overrides=overrides,
+                               pretrain_dir=run_dir)
 
 
 def check_run(run_dir, objective):
@@ -43,12 +45,12 @@ def test_session_runs_trained_and_exported(smoke_runs):
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_pretrain_cli_trains_and_exports_every_objective(smoke_data, tmp_path, objective):
-    assert pretrain(smoke_data, tmp_path, objective) == 0
+    assert pretrain(smoke_data, tmp_path, objective) == tmp_path
     check_run(tmp_path, objective)
 
 
 def test_augmenting_on_the_device_trains_as_augmenting_in_the_loader(smoke_data, smoke_runs, tmp_path):
-    assert pretrain(smoke_data, tmp_path, "mae", "--set", "augment.on_device=true") == 0
+    pretrain(smoke_data, tmp_path, "mae", "augment.on_device=true")
     in_loader = smoke_runs["mae"]
     losses = [[r["loss"] for r in read_metrics(run)] for run in (tmp_path, in_loader)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6)
@@ -72,13 +74,50 @@ def test_pretrain_refuses_a_split_with_leakage(smoke_data, tmp_path, capsys):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-def test_resume_continues_from_the_last_checkpoint(smoke_data, smoke_runs, tmp_path, capsys):
+def test_resume_continues_an_interrupted_run(smoke_data, smoke_runs, tmp_path, capsys):
     run = tmp_path / "mae"
     shutil.copytree(smoke_runs["mae"], run)
-    assert pretrain(smoke_data, run, "mae", "--resume", "--set", "train.max_steps=8") == 0
+    (run / "encoder.safetensors").unlink()  # as a run interrupted before its export
+    pretrain(smoke_data, run, "mae", "train.max_steps=8")
     assert "resumed" in capsys.readouterr().out
     steps = [r["step"] for r in read_metrics(run)]
     assert steps == list(range(1, 9))  # 1-6 from the first run, 7-8 after the resume
+    assert (run / "encoder.safetensors").is_file()
+
+
+def test_a_finished_run_is_not_trained_again(smoke_data, smoke_runs, tmp_path):
+    run = tmp_path / "mae"
+    shutil.copytree(smoke_runs["mae"], run)
+    before = (run / "metrics.jsonl").read_bytes()
+    assert pretrain(smoke_data, run, "mae", "train.max_steps=8") == run
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+def test_finished_data_stages_are_skipped(smoke_data):
+    outputs = [smoke_data / "curation.csv", smoke_data / "cache" / "index.csv",
+               smoke_data / "splits" / "splits.json"]
+    before = [p.stat().st_mtime_ns for p in outputs]
+    layout = pipeline.data(smoke_data, profile="smoke", run_missing=False, progress=False)
+    assert layout.cache == smoke_data / "cache" and layout.splits == smoke_data / "splits"
+    assert [p.stat().st_mtime_ns for p in outputs] == before
+
+
+def test_a_missing_input_names_the_file_and_the_stage(tmp_path):
+    with pytest.raises(pipeline.MissingInput, match=r"cohort/scans\.tsv is missing: run the cohort stage"):
+        pipeline.curation(tmp_path, profile="smoke")
+    with pytest.raises(pipeline.MissingInput, match=r"cache/index\.csv is missing: run the cache stage"):
+        pipeline.pretrained("mae", tmp_path, profile="smoke")
+    with pytest.raises(pipeline.MissingInput, match=r"pretrain/mae/encoder\.safetensors is missing"):
+        pipeline.evaluation(tmp_path, profile="smoke", objectives=["mae"])
+    assert not (tmp_path / "curation.csv").exists() and not (tmp_path / "eval.tmp").exists()
+
+
+def test_run_missing_false_refuses_to_run_a_stage(smoke_data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(smoke_data / "cohort", run / "cohort")
+    with pytest.raises(pipeline.MissingInput, match=r"curation\.csv is missing and run_missing=False"):
+        pipeline.curation(run, profile="smoke", run_missing=False)
 
 
 def test_evaluate_and_report_from_the_cli(smoke_eval, tmp_path):

@@ -74,28 +74,19 @@ def pooled_features(
     return torch.cat(features).numpy()
 
 
-def pretraining_runs(profile: str, objectives: list[str], data_dir: str | Path, splits_dir: str | Path,
-                     run_missing: bool = True, device: str = "auto") -> dict[str, Path]:
-    """The run folders ``data_dir/pretrain/<objective>``, pretraining the missing ones if asked.
+def exported_encoders(data_dir: str | Path, objectives: list[str]) -> dict[str, Path]:
+    """The pretraining run folders ``data_dir/pretrain/<objective>``, each with its exported
+    ``encoder.safetensors``.
 
-    A run counts as present when it holds ``encoder.safetensors``. A missing one is pretrained
-    with ``profile``'s settings for its objective (``load_config(profile, objective=...)``, as
-    ``neurossl pretrain`` resolves them) when ``run_missing``;
-    otherwise FileNotFoundError names it and the command that makes it.
+    Analysis only reads encoders; the pipeline's ``pretrained`` stage trains them.
+
+    Raises:
+        FileNotFoundError: naming every run without an exported encoder and the stage that makes it.
     """
-    from neurossl.config import load_config
-    from neurossl.train.pretrain import pretrain
-
-    data_dir = Path(data_dir)
-    runs = {name: data_dir / "pretrain" / name for name in objectives}
-    for name, run_dir in runs.items():
-        if (run_dir / "encoder.safetensors").is_file():
-            continue
-        if not run_missing:
-            raise FileNotFoundError(
-                f"no pretraining run {run_dir} (encoder.safetensors missing); run notebook 02, or "
-                f"`neurossl pretrain --objective {name} --profile {profile} --cache {data_dir / 'cache'} "
-                f"--splits {splits_dir} --run-dir {run_dir}`, or set run_missing=True")
-        cfg = load_config(profile, objective=name, overrides=[f"train.device={device}"])
-        pretrain(cfg, data_dir / "cache", splits_dir, run_dir)
+    runs = {name: Path(data_dir) / "pretrain" / name for name in objectives}
+    missing = [str(run / "encoder.safetensors") for run in runs.values()
+               if not (run / "encoder.safetensors").is_file()]
+    if missing:
+        raise FileNotFoundError(f"no exported encoder: {', '.join(missing)}; run the pretrained "
+                                "stage first (neurossl.pipeline.pretrained, or `neurossl demo`)")
     return runs

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurossl.config import load_config, read_yaml
+from neurossl.config import PreprocessConfig, load_config, read_yaml
 from neurossl.masks import indices_to_mask
 from neurossl.models import patchify, unpatchify
 from neurossl.objectives import build_objective
@@ -83,3 +83,23 @@ def reconstruct(run_dir: str | Path, image: torch.Tensor, seed: int = 0) -> dict
         "reconstruction": unpatchify(pred, *shape)[0, 0].numpy(),
         "mosaic": objective.mosaic(images, pred, masked)[0, 0].numpy(),
     }
+
+
+def example_reconstructions(runs: dict[str, Path], cache_dir: str | Path,
+                            preprocess: PreprocessConfig, seed: int = 0) -> dict[str, dict]:
+    """:func:`reconstruct` of the first cached T1w volume by every MAE-family run of ``runs``,
+    under the same mask; each result also carries ``depth_axis`` (for RAS-ordered planes) and
+    ``scan_uid``. Empty when ``runs`` holds no MAE-family run.
+    """
+    from neurossl.data.catalog import read_table
+    from neurossl.data.dataset import CachedVolumeDataset
+    from neurossl.plots.examples import depth_axis_of
+
+    chosen = {name: run for name, run in runs.items() if name in RECONSTRUCTING}
+    if not chosen:
+        return {}
+    index = read_table(Path(cache_dir) / "index.csv", sep=",")
+    entry = index[(index["status"] == "ok") & (index["modality"] == "T1w")].iloc[0]
+    image = CachedVolumeDataset(cache_dir, [entry["scan_uid"]], train=False, preprocess=preprocess)[0]["image"]
+    extra = {"depth_axis": depth_axis_of(entry, preprocess), "scan_uid": entry["scan_uid"]}
+    return {name: {**reconstruct(run, image, seed=seed), **extra} for name, run in chosen.items()}

@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from neurossl.analysis.embeddings import EmbeddingAnalysis, analyse_encoders, clustering_table
 from neurossl.analysis.features import pooled_features
 from neurossl.config import PreprocessConfig
 from neurossl.data.cache import read_index
 from neurossl.evaluate.backbones import EncoderSpec, resolve_encoder
+from neurossl.pipeline import TABLE7
 from neurossl.evaluate.tasks import fold_partitions, get_task, task_folds
 
 STAGES = ("pretrained", "fine-tuned")
@@ -38,6 +40,15 @@ def finetuned_encoders(eval_dir: str | Path, task_name: str, names: list[str]) -
     return {name: resolve_encoder(path) for name, path in found.items() if path.is_file()}
 
 
+def stage_encoders(pretrained: dict[str, EncoderSpec], eval_dir: str | Path, task_name: str,
+                   names: tuple[str, ...] = TABLE7) -> dict[str, dict[str, EncoderSpec]]:
+    """stage -> encoder -> spec for Table 7: the ``names`` among ``pretrained`` and their copies
+    fine-tuned on ``task_name`` (:func:`finetuned_encoders`)."""
+    chosen = [name for name in names if name in pretrained]
+    return {"pretrained": {name: pretrained[name] for name in chosen},
+            "fine-tuned": finetuned_encoders(eval_dir, task_name, chosen)}
+
+
 def stage_analyses(encoders: dict[str, dict[str, EncoderSpec]], scans: pd.DataFrame,
                    cache_dir: str | Path, preprocess: PreprocessConfig, batch_size: int = 8,
                    device: str = "cpu") -> dict[str, dict[str, EmbeddingAnalysis]]:
@@ -55,7 +66,8 @@ def stage_analyses(encoders: dict[str, dict[str, EncoderSpec]], scans: pd.DataFr
     for stage, specs in encoders.items():
         features = {name: (pooled_features(spec, cache_dir, uids, preprocess, batch_size, device), labels)
                     for name, spec in specs.items()}
-        out[stage] = analyse_encoders(features, methods=("tsne",))
+        with threadpool_limits(1):  # t-SNE / k-means threads only thrash on a shared CPU
+            out[stage] = analyse_encoders(features, methods=("tsne",))
     return out
 
 

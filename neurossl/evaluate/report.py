@@ -97,11 +97,19 @@ def format_interval(frame: pd.DataFrame, digits: int = 3) -> pd.Series:
                        f"{r['value']:.{digits}f} [{r['low']:.{digits}f}, {r['high']:.{digits}f}]", axis=1)
 
 
-def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000) -> list[Path]:
+def report_markdown(written: list[Path]) -> str:
+    """The Markdown tables among ``written`` (:func:`write_report`), each under its bold name."""
+    return "\n\n".join(f"**{path.stem}**\n\n{path.read_text()}" for path in written
+                       if path.suffix == ".md")
+
+
+def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000,
+                 prefix: str = "") -> list[Path]:
     """The paper-style tables of ``eval_dir`` (results.csv, predictions.csv) under ``out_dir``:
     ``downstream_<metric>`` (mean ± std over folds; frozen / finetune blocks), ``fewshot_roc_auc``,
     ``confidence_intervals``, ``paired_vs_random`` and ``brainfound_reported`` (the paper's Table
-    6: reported numbers beside this project's). Returns the files written."""
+    6: reported numbers beside this project's), each name after ``prefix`` (the notebooks'
+    ``tab03_``). Returns the files written."""
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     results = read_results(eval_dir / "results.csv")
     written = []
@@ -109,20 +117,20 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000) 
     fewshot = results[results["mode"].str.startswith("fewshot")]
     for metric in METRICS:
         if not standard.empty:
-            written += write_table(paper_table(standard, metric), out_dir / f"downstream_{metric}")
+            written += write_table(paper_table(standard, metric), out_dir / f"{prefix}downstream_{metric}")
     if not fewshot.empty:
-        written += write_table(paper_table(fewshot, "roc_auc"), out_dir / "fewshot_roc_auc")
+        written += write_table(paper_table(fewshot, "roc_auc"), out_dir / f"{prefix}fewshot_roc_auc")
     predictions = read_predictions(eval_dir / "predictions")
     standard_pred = predictions[~predictions["mode"].str.startswith("fewshot")]
     intervals = confidence_table(standard_pred, n_boot)
     intervals["interval"] = format_interval(intervals)
     wide = intervals.pivot_table(index=["encoder", "mode", "task"], columns="metric", values="interval",
                                  aggfunc="first", sort=False)
-    written += write_table(wide.reset_index(), out_dir / "confidence_intervals")
+    written += write_table(wide.reset_index(), out_dir / f"{prefix}confidence_intervals")
     paired = paired_table(standard_pred)
     if not paired.empty:
-        written += write_table(paired.round(4), out_dir / "paired_vs_random")
+        written += write_table(paired.round(4), out_dir / f"{prefix}paired_vs_random")
     if not standard.empty:
-        written += write_table(brainfound_comparison(standard).round(3), out_dir / "brainfound_reported",
+        written += write_table(brainfound_comparison(standard).round(3), out_dir / f"{prefix}brainfound_reported",
                                index=False)
     return written

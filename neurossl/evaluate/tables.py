@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,10 @@ def _to_latex(table: pd.DataFrame, index: bool = True) -> str:
     )
     # escaping first, then the maths: escape=True would mangle a literal "$\pm$" in the cells
     return latex.replace("±", r"$\pm$").replace("–", "--")
+
+
+def write_tables(tables: Mapping[str, pd.DataFrame | None], folder, index: bool = True) -> list[Path]:
+    """:func:`write_table` for each table as ``folder/<name>``; a None table (nothing to report
+    for this run) is skipped. Returns the written paths."""
+    return [path for name, table in tables.items() if table is not None
+            for path in write_table(table, Path(folder) / name, index=index)]

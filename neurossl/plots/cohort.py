@@ -35,6 +35,17 @@ def acquisition_table(scans: pd.DataFrame, isotropy_ratio: float = 1.4) -> pd.Da
     return table
 
 
+def acquisition_summary(acquisition: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and acquisition type: scans, median finest / coarsest spacing (mm) and the
+    largest anisotropy, from :func:`acquisition_table`."""
+    summary = (acquisition.groupby(["dataset", "acquisition"])
+               .agg(scans=("scan_uid", "count"),
+                    finest_mm=("min_spacing_mm", "median"),
+                    coarsest_mm=("max_spacing_mm", "median"),
+                    max_anisotropy=("anisotropy", "max")))
+    return summary.round(2).reset_index()
+
+
 def plot_cohort(scans: pd.DataFrame) -> Figure:
     """Scans per dataset by modality, and subjects per dataset by label.
 

@@ -121,3 +121,39 @@ def plot_stage_embeddings(analyses: dict[str, dict], labels: Sequence, hue_name:
                            method="tsne", legend=(row, col) == (0, len(encoders) - 1))
     fig.suptitle("t-SNE of the test set, pretrained and fine-tuned encoders")
     return fig
+
+
+def embedding_grids(analyses: Mapping, scans: pd.DataFrame, methods: Sequence[str] = ("tsne", "umap"),
+                    prefix: str = "fig04_") -> dict[str, Figure]:
+    """:func:`plot_embedding_grid` of all scans per method, coloured by label and dataset:
+    ``<prefix><method>_all`` -> figure.
+
+    Args:
+        analyses: encoder -> analysis with ``coords[method]`` for every scan of ``scans``.
+        scans: ``label, dataset`` per row.
+    """
+    labels, datasets = scans["label"].to_numpy(), scans["dataset"].to_numpy()
+    return {f"{prefix}{method}_all": plot_embedding_grid({name: a.coords[method] for name, a in analyses.items()},
+                                                         labels, datasets, method=method, label_name="label")
+            for method in methods}
+
+
+def plot_per_dataset_embeddings(analyses: Mapping[str, Mapping], scans: pd.DataFrame,
+                                method: str = "tsne") -> Figure:
+    """One column per dataset, one row per encoder: each dataset's own projection, coloured by
+    diagnostic label.
+
+    Args:
+        analyses: dataset -> encoder -> analysis (``coords[method]`` over that dataset's scans).
+        scans: ``dataset, label`` per row, in the order the analyses embedded them.
+    """
+    encoders = len(next(iter(analyses.values())))
+    fig = Figure(figsize=(4.6 * len(analyses) + 1.5, 3.6 * encoders), layout="constrained")
+    axes = fig.subplots(encoders, len(analyses), squeeze=False)
+    for col, (dataset, by_encoder) in enumerate(analyses.items()):
+        labels = scans.loc[scans["dataset"] == dataset, "label"].to_numpy()
+        for row, (name, result) in enumerate(by_encoder.items()):
+            plot_embedding(result.coords[method], labels, "label", f"{dataset}: {name}", axes[row, col],
+                           method=method, legend=row == 0)
+    fig.suptitle(f"{AXIS_NAMES[method]} per dataset, coloured by diagnostic label")
+    return fig

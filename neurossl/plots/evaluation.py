@@ -205,3 +205,14 @@ def plot_reconstruction_slices(target: np.ndarray, mask: np.ndarray, recons: dic
     fig.colorbar(shown, ax=list(axes), shrink=0.85, label="intensity (z-scored)")
     fig.suptitle(title or f"slice {index} of axis {axis}")
     return fig
+
+
+def roc_figures(predictions: pd.DataFrame, modes: Sequence[str] = ("frozen", "finetune"),
+                prefix: str = "fig03_roc_") -> dict[str, Figure | None]:
+    """:func:`plot_roc_curves` of every task of each mode: ``<prefix><mode>`` -> figure, None
+    for a mode without predictions (e.g. no fine-tuning in a smoke run)."""
+    figures = {}
+    for mode in modes:
+        tasks = list(dict.fromkeys(predictions.loc[predictions["mode"] == mode, "task"]))
+        figures[f"{prefix}{mode}"] = plot_roc_curves(predictions, tasks, mode) if tasks else None
+    return figures

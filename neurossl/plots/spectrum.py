@@ -131,3 +131,34 @@ def plot_reconstruction_spectra(spectra: pd.DataFrame, cutoff: float = 0.3) -> F
     ax_ratio.legend(loc="best")
     fig.suptitle("Do reconstructions keep the high frequencies of the input?")
     return fig
+
+
+def plot_hf_energy_by_contrast(energy: pd.DataFrame, cutoff: float = 0.3) -> Figure:
+    """:func:`plot_hf_energy` with one box per dataset and contrast (e.g. ``glioma T1w``)."""
+    fig = plot_hf_energy(energy.assign(dataset=energy["dataset"] + " " + energy["modality"]), cutoff)
+    fig.axes[0].set_title("High-frequency spectral energy per dataset and contrast")
+    fig.axes[0].tick_params(axis="x", labelrotation=30)
+    return fig
+
+
+def reconstruction_spectra_figure(comparison, cutoff: float = 0.3) -> dict[str, Figure]:
+    """``fig05_reconstruction_spectra``: the mean spectra of a
+    :class:`~neurossl.analysis.spectral_energy.ReconstructionComparison`; empty without one."""
+    if comparison is None:
+        return {}
+    fig = plot_reconstruction_spectra(comparison.spectra, cutoff)
+    fig.suptitle(f"Spectra of MAE and SL-MAE mosaics vs their targets "
+                 f"(geometric mean over {comparison.volumes} T1w volumes)")
+    return {"fig05_reconstruction_spectra": fig}
+
+
+def reconstruction_slice_figures(comparison) -> dict[str, Figure]:
+    """``fig05_reconstruction_<dataset>``: the middle slice of one compared volume per dataset,
+    its mask and both mosaics; empty without a comparison."""
+    from neurossl.plots.evaluation import plot_reconstruction_slices
+
+    if comparison is None:
+        return {}
+    return {f"fig05_reconstruction_{dataset}": plot_reconstruction_slices(target, mask, mosaics,
+                                                                        title=f"{dataset}: {uid}")
+            for dataset, (uid, target, mask, mosaics) in comparison.examples.items()}

@@ -7,6 +7,7 @@ accumulates in pyplot's figure registry; call :func:`set_theme` once before plot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import seaborn as sns
@@ -43,3 +44,14 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     for path in paths:
         fig.savefig(path, dpi=150, bbox_inches="tight", metadata=metadata[path.suffix[1:]])
     return paths
+
+
+def save_figures(figures: Mapping[str, Figure | None], folder: str | Path) -> list[Path]:
+    """Save each figure as ``folder/<name>`` (:func:`save_figure`); a None figure (nothing to
+    draw for this run, e.g. no JEPA-family objective for the collapse monitor) is skipped.
+
+    Returns:
+        The written paths, two per saved figure.
+    """
+    return [path for name, fig in figures.items() if fig is not None
+            for path in save_figure(fig, Path(folder) / name)]
