@@ -171,3 +171,44 @@ def apply_autism_effect(tissues: Tissues, rng: np.random.Generator, strength: fl
     gain = np.minimum(strength * rng.uniform(0.5, 1.5) * frontal * tissues.gm, tissues.csf - tissues.ventricles)
     gain = np.clip(gain, 0.0, None)
     return replace(tissues, gm=tissues.gm + gain, csf=tissues.csf - gain)
+
+
+@dataclass(frozen=True)
+class Haemorrhage:
+    """An acute intraparenchymal haematoma inside the box ``box`` of the subject grid.
+
+    Attributes:
+        box: slices of the subject grid the local array covers.
+        blood: ``(x, y, z)`` float32 blood fraction (replaces normal tissue).
+        hu: attenuation of the clot in Hounsfield units (acute blood, 50-80 HU).
+    """
+
+    box: tuple[slice, slice, slice]
+    blood: np.ndarray
+    hu: float
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """``(x, y, z)`` share of normal tissue the haematoma replaces."""
+        return self.blood
+
+
+# Acute clot attenuation (HU) and haematoma radius (mm): from a few mm (a petechial or small
+# lobar bleed, the size of a sulcus or a choroid-plexus calcification) to a large haematoma.
+HAEMORRHAGE_HU = (50.0, 80.0)
+HAEMORRHAGE_RADIUS_MM = (3.0, 14.0)
+
+
+def make_haemorrhage(tissues: Tissues, rng: np.random.Generator) -> Haemorrhage:
+    """Draw an acute haematoma: an irregular blob anywhere in the cerebrum, deep (basal ganglia,
+    thalamus) or lobar (cortex and the white matter beneath), never reaching the brain surface."""
+    voxel = float(tissues.affine[0, 0])
+    radius = float(rng.uniform(*HAEMORRHAGE_RADIUS_MM))
+    eligible = (tissues.brain > 0.9) & (tissues.signed_distance < -(radius + 2.0)) & (tissues.mni[2] > -25.0)
+    flat = np.flatnonzero(eligible)
+    centre = np.asarray(np.unravel_index(flat[rng.integers(len(flat))], eligible.shape))
+    reach = 1.5 * radius + 2.0 * voxel
+    box, distance = _box_around(centre, reach, tissues.gm.shape, voxel)
+    outline = np.clip(1.0 + 0.25 * _local_noise(rng, distance.shape, sigma=max(radius / (2.0 * voxel), 0.5)), 0.6, 1.4)
+    blood = _sigmoid((1.0 - distance / (radius * outline)) / 0.12) * tissues.brain[box]
+    return Haemorrhage(box, blood.astype(np.float32), float(rng.uniform(*HAEMORRHAGE_HU)))
