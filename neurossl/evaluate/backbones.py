@@ -10,7 +10,7 @@ volume's contrast index from ``batch["modality"]``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,12 +34,30 @@ class EncoderSpec:
         path: the exported ``encoder.safetensors``; for ``random``, the encoder whose
             architecture the random twin copies; None for ``resnet50`` and ``voxels``.
         modalities: contrast names in the order of the encoder's modality embedding.
+        inputs: the modalities it was pretrained on (``train.modalities`` of its run); ``CT``
+            among them makes it a CT encoder, the only kind probed on CT tasks.
+        ct_windows: the ``(level, width)`` HU windows its CT inputs were mapped through
+            (``preprocess.ct_windows`` of its run); CT tasks feed it the same ones.
     """
 
     name: str
     objective: str
     path: Path | None
     modalities: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+    ct_windows: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def reads_ct(self) -> bool:
+        """True for an encoder pretrained on head CT (FM-CT's DINO-MIM)."""
+        return "CT" in self.inputs
+
+    def accepts(self, task_input: str) -> bool:
+        """Whether this encoder is probed on a task feeding ``task_input`` (``MR`` / ``CT``):
+        CT tasks only for CT encoders; baselines without weights (resnet50, voxels) take both."""
+        if task_input != "CT" or self.path is None:
+            return True
+        return self.reads_ct
 
 
 def resolve_encoder(source: str | Path) -> EncoderSpec:
@@ -54,9 +72,12 @@ def resolve_encoder(source: str | Path) -> EncoderSpec:
     if sidecar_path(path).is_file():
         meta = json.loads(sidecar_path(path).read_text()).get("meta", {})
     objective = str(meta.get("objective") or "unknown")
-    modalities = tuple(meta.get("config", {}).get("objective", {}).get("modalities", ()))
+    config = meta.get("config", {})
+    modalities = tuple(config.get("objective", {}).get("modalities", ()))
+    inputs = tuple(config.get("train", {}).get("modalities", ()))
+    windows = tuple(tuple(float(v) for v in w) for w in config.get("preprocess", {}).get("ct_windows", ()))
     name = path.parent.name if path.name == "encoder.safetensors" else path.stem
-    return EncoderSpec(name, objective, path, modalities)
+    return EncoderSpec(name, objective, path, modalities, inputs, windows)
 
 
 def encoder_heads(spec: EncoderSpec) -> int:
@@ -71,7 +92,7 @@ def encoder_heads(spec: EncoderSpec) -> int:
 
 def random_twin(spec: EncoderSpec) -> EncoderSpec:
     """The same architecture as ``spec`` with random weights (the paper's key control)."""
-    return EncoderSpec("random", "none", spec.path, spec.modalities)
+    return replace(spec, name="random", objective="none")
 
 
 class TokenEncoder(nn.Module):

@@ -28,6 +28,7 @@ from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_cl
 from neurossl.evaluate.heads import build_head
 from neurossl.evaluate.metrics import classification_metrics
 from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
+from neurossl.tasks import CT_INPUT
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
 from neurossl.models import save_encoder
 from neurossl.progress import tqdm
@@ -86,10 +87,19 @@ class Evaluator:
         self.intensities: dict[str, np.ndarray] = {}  # scan_uid -> `voxels` baseline features
 
     # ----------------------------------------------------------------- data
-    def volumes(self, frame: pd.DataFrame, train: bool, seed: int = 0) -> LabelledItems:
+    def preprocess_for(self, spec: EncoderSpec):
+        """The profile's preprocessing, with the HU windows the encoder was pretrained with (a
+        CT encoder sees CT through the same windows downstream)."""
+        if spec.ct_windows:
+            return replace(self.cfg.preprocess, ct_windows=spec.ct_windows)
+        return self.cfg.preprocess
+
+    def volumes(self, frame: pd.DataFrame, train: bool, seed: int = 0,
+                spec: EncoderSpec | None = None) -> LabelledItems:
         """Labelled cached volumes of ``frame``; augmented (training mode) when ``train``."""
+        preprocess = self.cfg.preprocess if spec is None else self.preprocess_for(spec)
         base = CachedVolumeDataset(self.cache_dir, frame["scan_uid"].tolist(), train=train,
-                                   preprocess=self.cfg.preprocess, augment=self.cfg.augment, seed=seed)
+                                   preprocess=preprocess, augment=self.cfg.augment, seed=seed)
         return LabelledItems(base, frame["y"].to_numpy())
 
     @torch.no_grad()
@@ -100,7 +110,7 @@ class Evaluator:
         if not missing:
             return
         encoder = build_token_encoder(spec).to(self.device).eval()
-        data = CachedVolumeDataset(self.cache_dir, missing, train=False, preprocess=self.cfg.preprocess)
+        data = CachedVolumeDataset(self.cache_dir, missing, train=False, preprocess=self.preprocess_for(spec))
         batches = DataLoader(data, batch_size=self.cfg.evaluate.batch_size,
                              num_workers=self.cfg.train.num_workers)
         for batch in tqdm(batches, desc=f"encode {spec.name}", unit="batch", leave=False):
@@ -146,12 +156,14 @@ class Evaluator:
         e = self.cfg.evaluate
         if spec.name == "resnet50" or mode == "finetune":
             if spec.name == "resnet50":
-                model = ResNetClassifier(task.num_classes, input_size=e.resnet_input_size)
+                # CT volumes arrive as one channel per HU window
+                channels = len(self.cfg.preprocess.ct_windows) if task.input == CT_INPUT else 1
+                model = ResNetClassifier(task.num_classes, in_channels=channels, input_size=e.resnet_input_size)
             else:
                 encoder = build_token_encoder(spec)
                 model = EncoderClassifier(encoder, build_head(e.head, encoder.embed_dim, task.num_classes,
                                                               encoder.num_heads, e.num_queries))
-            data = {p: self.volumes(f, train=p == "train", seed=seed) for p, f in parts.items()}
+            data = {p: self.volumes(f, train=p == "train", seed=seed, spec=spec) for p, f in parts.items()}
         else:
             self.encode(spec, [u for f in parts.values() for u in f["scan_uid"]])
             dim = next(iter(self.tokens[f"{spec.name}:{spec.path}"].values())).shape[-1]
