@@ -49,11 +49,12 @@ DATASETS = (
 )
 # Datasets acquired as head CT only (one scan per subject).
 CT_DATASETS = ("headct", "ich")
-# Age range (years) per phenotype; cognition's controls are elderly like ADNI's.
+# Age range (years) per phenotype; cognition's three classes share one range (age-matched), so
+# age cannot stand in for the diagnosis.
 AGE_RANGE = MappingProxyType({
     "NC": (20.0, 88.0),
-    "MCI": (62.0, 87.0),
-    "AD": (64.0, 89.0),
+    "MCI": (60.0, 88.0),
+    "AD": (60.0, 88.0),
     "G2": (25.0, 65.0),
     "G3": (30.0, 72.0),
     "G4": (40.0, 82.0),
@@ -62,7 +63,7 @@ AGE_RANGE = MappingProxyType({
     "NOICH": (30.0, 88.0),
     "ICH": (30.0, 88.0),
 })
-COGNITION_NC_AGE = (60.0, 85.0)
+COGNITION_NC_AGE = (60.0, 88.0)
 
 
 @dataclass(frozen=True)
