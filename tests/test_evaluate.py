@@ -160,13 +160,44 @@ def test_jobs_limit_full_data_resnet_to_its_tasks():
     from neurossl.evaluate.backbones import EncoderSpec
     from neurossl.evaluate.runner import RESNET, jobs
 
+    a, b = "cognition_nc_vs_ad", "glioma_grade2_vs_34"
     mae = EncoderSpec("mae", "mae", None)
-    todo = jobs([mae], ["random", "resnet50"], ["frozen"], ["a", "b"], resnet_tasks=("b",))
+    todo = jobs([mae], ["random", "resnet50"], ["frozen"], [a, b], resnet_tasks=(b,))
     assert [(s.name, m, t) for s, m, t in todo] == [
-        ("mae", "frozen", "a"), ("mae", "frozen", "b"), ("random", "frozen", "a"),
-        ("random", "frozen", "b"), ("resnet50", "finetune", "b")]
-    every = jobs([mae], ["resnet50"], ["frozen"], ["a", "b"])
-    assert [t for s, _, t in every if s == RESNET] == ["a", "b"]
+        ("mae", "frozen", a), ("mae", "frozen", b), ("random", "frozen", a),
+        ("random", "frozen", b), ("resnet50", "finetune", b)]
+    every = jobs([mae], ["resnet50"], ["frozen"], [a, b])
+    assert [t for s, _, t in every if s == RESNET] == [a, b]
+
+
+def test_ct_tasks_go_to_ct_encoders_and_their_own_random_twin(capsys):
+    from pathlib import Path
+
+    from neurossl.evaluate.backbones import EncoderSpec
+    from neurossl.evaluate.runner import jobs
+
+    mae = EncoderSpec("mae", "mae", Path("mae.safetensors"), inputs=("T1w", "T2w", "FLAIR"))
+    fmct = EncoderSpec("dino_mim", "dino_mim", Path("ct.safetensors"), inputs=("CT",))
+    mri, ct = "glioma_grade2_vs_34", "headct_ich"
+    todo = [(s.name, s.path, t) for s, _, t in jobs([mae, fmct], ["random", "voxels"], ["frozen"], [mri, ct])]
+    assert ("mae", mae.path, ct) not in todo and ("mae", mae.path, mri) in todo
+    assert ("dino_mim", fmct.path, ct) in todo and ("dino_mim", fmct.path, mri) in todo
+    # one random twin per input kind: mae's on MRI tasks, dino_mim's on the CT task
+    assert [(p, t) for n, p, t in todo if n == "random"] == [(mae.path, mri), (fmct.path, ct)]
+    assert ("voxels", None, ct) in todo
+    assert "mae on headct_ich" in capsys.readouterr().out
+    assert get_task(ct).input == "CT" and get_task(mri).input == "MR"
+
+
+def test_one_task_class_serves_splits_and_evaluation():
+    from neurossl import tasks as catalogue
+    from neurossl.evaluate import tasks as evaluate_tasks
+    from neurossl.splits.make import DEMO_PROTOCOL
+
+    assert evaluate_tasks.Task is catalogue.Task and evaluate_tasks.TASKS is catalogue.TASKS
+    written = {t for rule in DEMO_PROTOCOL.values() for t in rule.tasks}
+    assert written == set(catalogue.TASKS.values())
+    assert all(isinstance(t, catalogue.Task) for t in written)
 
 
 def scripted_scores(monkeypatch, scores):

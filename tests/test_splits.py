@@ -366,3 +366,37 @@ def test_released_splits_reproduce_table1():
     assert tuple(totals.loc["ucsf", ["downstream_subjects", "downstream_scans"]]) == (184, 2024)
     assert tuple(totals.loc["abide", ["downstream_subjects", "downstream_scans"]]) == (1109, 1206)
     assert result.leaks == []
+
+
+def test_demo_protocol_tests_hold_30_subjects_and_validation_20(tmp_path):
+    """Sized from the demo profile's plan alone (no voxels), as `make demo` will split it."""
+    import json
+
+    from neurossl.cohort.cohort_plan import plan_cohort, planned_scans
+    from neurossl.config import load_config
+    from neurossl.tasks import TASKS
+
+    cfg = load_config("demo")
+    make_splits(planned_scans(plan_cohort(cfg.cohort)), tmp_path, cfg.splits)
+    files = json.loads((tmp_path / "splits.json").read_text())["files"]
+    for task in TASKS.values():
+        folds = [f for f in files if f.startswith(f"{task.dataset}_downstream") and f"_{task.split_task}_" in f]
+        tests = [files[f]["subjects"] for f in folds if f.endswith("_test_ids.csv")]
+        vals = [files[f]["subjects"] for f in folds if f.endswith("_val_ids.csv")]
+        assert tests and min(tests) >= 30, (task.name, tests)
+        assert min(vals) >= 20, (task.name, vals)
+    pretrain = sum(v["scans"] for f, v in files.items() if f.endswith("pretrain_ids.csv") and not f.startswith("headct"))
+    assert pretrain >= 400  # the MRI pretraining set keeps its size
+
+
+def test_committed_demo_splits_are_the_demo_profiles(tmp_path):
+    from neurossl.cohort.cohort_plan import plan_cohort, planned_scans
+    from neurossl.config import load_config
+
+    cfg = load_config("demo")
+    make_splits(planned_scans(plan_cohort(cfg.cohort)), tmp_path, cfg.splits)
+    committed = Path(__file__).resolve().parents[1] / "splits" / "demo"
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == sorted(p.name for p in committed.iterdir() if p.name != "README.md")
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name

@@ -15,7 +15,7 @@ from neurossl.config import CohortConfig
 from neurossl.cohort import synth
 from neurossl.cohort.acquisition import RenderedScan, render, sample_acquisition
 from neurossl.cohort.anatomy import load_template
-from neurossl.cohort.cohort_plan import dataset_counts, plan_cohort, plan_subject
+from neurossl.cohort.cohort_plan import dataset_counts, plan_cohort, plan_subject, planned_scans
 from neurossl.cohort.contrast import synthesize, tissue_intensities
 
 SEED = 0
@@ -60,35 +60,81 @@ def hf_share(image: np.ndarray, mask: np.ndarray, cutoff: float = 0.3) -> float:
     return float(power[radius / radius.max() >= cutoff].sum() / power.sum())
 
 
-def test_ad_has_larger_ventricles_than_nc_of_the_same_age(template):
+def _fractions(tissues) -> np.ndarray:
+    """CSF, GM, WM and ventricle volume as fractions of the brain: what a random twin reads."""
+    brain = float(tissues.brain.sum())
+    return np.array([float(getattr(tissues, k).sum()) / brain for k in ("csf", "gm", "wm", "ventricles")])
+
+
+def test_nc_and_ad_of_the_same_age_match_in_tissue_fractions(template):
     for index in range(3):
         base = plan_subject(SMALL, "cognition", index)
-        nc = _ventricle_ml(template, _at_age(base, "NC", 72.0))
-        ad = _ventricle_ml(template, _at_age(base, "AD", 72.0))
-        assert ad > 1.5 * nc, (index, nc, ad)
+        nc, mci, ad = (_fractions(_tissues(template, _at_age(base, label, 72.0))) for label in ("NC", "MCI", "AD"))
+        np.testing.assert_allclose(ad, nc, atol=0.003, err_msg=f"subject {index}")
+        np.testing.assert_allclose(mci, nc, atol=0.003, err_msg=f"subject {index}")
 
 
-def test_age_adds_mild_atrophy_for_everyone(template):
+def test_age_adds_atrophy_for_everyone_and_the_diagnosis_does_not(template):
     base = plan_subject(SMALL, "cognition", 0)
     young_nc = _ventricle_ml(template, _at_age(base, "NC", 60.0))
     old_nc = _ventricle_ml(template, _at_age(base, "NC", 86.0))
     young_ad = _ventricle_ml(template, _at_age(base, "AD", 60.0))
-    assert young_nc < old_nc < young_ad
+    assert young_nc < 0.95 * old_nc
+    assert abs(young_ad - young_nc) < 0.02 * young_nc
 
 
-def test_ad_thins_the_cortex_and_the_hippocampus(template):
+def test_ad_atrophy_is_medial_temporal_and_nc_spreads_it_over_the_cortex(template):
     base = plan_subject(SMALL, "cognition", 1)
     nc, ad = (_tissues(template, _at_age(base, label, 70.0)) for label in ("NC", "AD"))
     hippocampus = (np.abs(np.abs(nc.mni[0]) - 26) < 6) & (np.abs(nc.mni[1] + 22) < 8) & (np.abs(nc.mni[2] + 14) < 6)
     assert ad.gm[hippocampus].sum() < 0.8 * nc.gm[hippocampus].sum()
-    assert float(ad.gm.sum()) < 0.95 * float(nc.gm.sum())
+    cortex = (nc.signed_distance > -10) & ~hippocampus & (nc.brain > 0.5)
+    assert nc.gm[cortex].sum() < 0.99 * ad.gm[cortex].sum()
+    assert abs(float(ad.gm.sum()) / float(nc.gm.sum()) - 1.0) < 0.01
     np.testing.assert_array_equal(ad.brain, nc.brain)  # atrophy keeps the intracranial mask
+
+
+def test_cognition_classes_are_age_matched():
+    plans = plan_cohort(CohortConfig(subjects=600))
+    ages = pd.DataFrame([(p.phenotype, p.age) for p in plans if p.dataset == "cognition"], columns=["label", "age"])
+    means = ages.groupby("label")["age"].mean()
+    assert means.max() - means.min() < 2.0, means
+
+
+def test_glioma_size_does_not_tell_the_grade(template):
+    volumes = {g: [] for g in (2, 3, 4)}
+    for index in range(3):
+        base = plan_subject(SMALL, "glioma", index)
+        for grade in volumes:
+            lesion = synth.subject_anatomy(template, dataclasses.replace(base, phenotype=f"G{grade}"), SEED).lesion
+            volumes[grade].append(float(lesion.fraction.sum()))
+    ratio = np.array(volumes[4]) / np.array(volumes[2])
+    assert np.all((ratio > 0.7) & (ratio < 1.4)), volumes
+
+
+def test_haemorrhage_is_acute_blood_in_hounsfield_units(template):
+    plans = [plan_subject(SMALL, "ich", i) for i in range(4)]
+    assert [p.label for p in plans] == ["NOICH", "ICH", "NOICH", "ICH"]
+    for plan in plans:
+        anatomy = synth.subject_anatomy(template, plan, SEED)
+        assert (anatomy.lesion is None) == (plan.label == "NOICH")
+        assert [s.modality for s in plan.sessions[0].scans] == ["CT"]
+        if anatomy.lesion is None:
+            continue
+        tissues = synth.visit_tissues(anatomy, plan, 0, SEED)
+        image = synthesize(tissues, anatomy.shell, tissue_intensities("CT", np.random.default_rng(1)), anatomy.lesion)
+        clot = np.zeros_like(image, dtype=bool)
+        clot[anatomy.lesion.box] = anatomy.lesion.blood > 0.98
+        assert clot.sum() > 0 and 50.0 <= anatomy.lesion.hu <= 80.0
+        np.testing.assert_allclose(image[clot], anatomy.lesion.hu, atol=2.0)
+        assert np.median(image[tissues.mask & ~clot]) < 45.0
 
 
 def test_autism_effect_is_much_weaker_than_ad(template):
     def change(plan, a: str, b: str) -> float:
         ta, tb = _tissues(template, _at_age(plan, a, 70.0)), _tissues(template, _at_age(plan, b, 70.0))
-        return float(sum(np.abs(getattr(ta, k) - getattr(tb, k)).sum() for k in ("gm", "wm", "csf")))
+        # the largest local change of a tissue fraction: what a patch would see
+        return max(float(np.abs(getattr(ta, k) - getattr(tb, k)).max()) for k in ("gm", "wm", "csf"))
 
     plan = plan_subject(SMALL, "autism", 1)
     autism, alzheimer = change(plan, "ASD", "TD"), change(plan, "AD", "NC")
@@ -229,6 +275,14 @@ def test_visits_and_contrasts(cohort):
     for dataset in ("cognition", "glioma", "autism"):
         counts = pd.Series([p.label for p in plans if p.dataset == dataset]).value_counts()
         assert counts.max() - counts.min() <= 1
+
+
+def test_planned_scans_are_the_generated_scans_table(cohort):
+    _, table = cohort
+    planned = planned_scans(plan_cohort(SMALL))
+    columns = list(planned.columns)
+    pd.testing.assert_frame_equal(planned.reset_index(drop=True), table[columns].fillna("").astype(str).reset_index(drop=True),
+                                  check_dtype=False)
 
 
 def test_dataset_counts_add_up_and_reject_unknown_names():

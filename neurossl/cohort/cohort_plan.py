@@ -44,19 +44,26 @@ DATASETS = (
         "pool", "pool", (), (("NC", 0.4), ("MCI", 0.15), ("AD", 0.15), ("G2", 0.05), ("G3", 0.05), ("G4", 0.05), ("TD", 0.15))
     ),
     DatasetSpec("headct", "ct", (), (("NC", 0.6), ("MCI", 0.1), ("AD", 0.15), ("G3", 0.075), ("G4", 0.075))),
+    # Appended last: a dataset's code is its position here and seeds its subjects' generators.
+    DatasetSpec("ich", "ich", ("NOICH", "ICH")),
 )
-# Age range (years) per phenotype; cognition's controls are elderly like ADNI's.
+# Datasets acquired as head CT only (one scan per subject).
+CT_DATASETS = ("headct", "ich")
+# Age range (years) per phenotype; cognition's three classes share one range (age-matched), so
+# age cannot stand in for the diagnosis.
 AGE_RANGE = MappingProxyType({
     "NC": (20.0, 88.0),
-    "MCI": (62.0, 87.0),
-    "AD": (64.0, 89.0),
+    "MCI": (60.0, 88.0),
+    "AD": (60.0, 88.0),
     "G2": (25.0, 65.0),
     "G3": (30.0, 72.0),
     "G4": (40.0, 82.0),
     "TD": (7.0, 35.0),
     "ASD": (7.0, 35.0),
+    "NOICH": (30.0, 88.0),
+    "ICH": (30.0, 88.0),
 })
-COGNITION_NC_AGE = (60.0, 85.0)
+COGNITION_NC_AGE = (60.0, 88.0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,7 @@ def dataset_counts(subjects: int, shares: dict[str, float]) -> dict[str, int]:
 
 def _modalities(spec: DatasetSpec, phenotype: str, rng: np.random.Generator) -> list[str]:
     """Contrasts acquired at one visit."""
-    if spec.name == "headct":
+    if spec.name in CT_DATASETS:
         return ["CT"]
     if spec.name == "autism":
         return ["T1w"]
@@ -182,3 +189,16 @@ def plan_cohort(cfg: CohortConfig) -> list[SubjectPlan]:
         raise ValueError(f"cohort.max_visits must be >= 1, got {cfg.max_visits}")
     counts = dataset_counts(cfg.subjects, cfg.dataset_shares)
     return [plan_subject(cfg, spec.name, i) for spec in DATASETS for i in range(counts[spec.name])]
+
+
+def planned_scans(plans: list[SubjectPlan]) -> "pd.DataFrame":
+    """The ``scan_uid, subject_id, session, dataset, modality, label`` columns of the cohort's
+    ``scans.tsv``, from the plan alone (no voxels): enough to make and size the splits."""
+    import pandas as pd
+
+    rows = [
+        {"scan_uid": f"{p.subject_id}_{s.session}_{scan.modality}", "subject_id": p.subject_id, "session": s.session,
+         "dataset": p.dataset, "modality": scan.modality, "label": p.label}
+        for p in plans for s in p.sessions for scan in s.scans
+    ]
+    return pd.DataFrame(rows, columns=["scan_uid", "subject_id", "session", "dataset", "modality", "label"])

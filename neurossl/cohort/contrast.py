@@ -13,7 +13,7 @@ from types import MappingProxyType
 import numpy as np
 
 from neurossl.cohort.anatomy import Shell, Tissues
-from neurossl.cohort.pathology import Lesion
+from neurossl.cohort.pathology import Haemorrhage, Lesion
 
 MODALITIES = ("T1w", "T2w", "FLAIR", "CT")
 TISSUES = ("air", "csf", "gm", "wm", "bone", "marrow", "fat", "skin", "solid", "necrosis", "edema")
@@ -49,14 +49,17 @@ def tissue_intensities(modality: str, rng: np.random.Generator) -> dict[str, flo
     return {name: float(v * j) for name, v, j in zip(TISSUES, MR_INTENSITY[modality], jitter)}
 
 
-def synthesize(tissues: Tissues, shell: Shell, intensity: dict[str, float], lesion: Lesion | None = None) -> np.ndarray:
+def synthesize(
+    tissues: Tissues, shell: Shell, intensity: dict[str, float], lesion: Lesion | Haemorrhage | None = None
+) -> np.ndarray:
     """Noise-free image on the subject grid, ``(X, Y, Z)`` float32.
 
     Args:
         tissues: brain tissue fractions (already carved by ``lesion`` if there is one).
         shell: skull-shell and air fractions.
         intensity: per-tissue values from :func:`tissue_intensities`.
-        lesion: optional glioma whose compartments are added inside its box.
+        lesion: optional glioma whose compartments are added inside its box, or a haematoma
+            (CT only: its clot's own HU).
     """
     parts = (
         ("air", shell.air),
@@ -72,7 +75,9 @@ def synthesize(tissues: Tissues, shell: Shell, intensity: dict[str, float], lesi
     for name, fraction in parts:
         if intensity[name] != 0.0:
             image += np.float32(intensity[name]) * fraction
-    if lesion is not None:
+    if isinstance(lesion, Haemorrhage):
+        image[lesion.box] += np.float32(lesion.hu) * lesion.blood
+    elif lesion is not None:
         # The edema is half as heterogeneous as the solid tumour it surrounds.
         edema = intensity["edema"] * lesion.edema * (0.5 + 0.5 * lesion.texture)
         tumour = intensity["solid"] * lesion.solid * lesion.texture + intensity["necrosis"] * lesion.necrosis

@@ -1,12 +1,19 @@
 """Conditions with a known kind of signal: neurodegeneration severity, glioma, autism.
 
-- cognition (NC / MCI / AD): :func:`atrophy_severity` feeds :func:`anatomy.apply_atrophy`
-  (cortical thinning, hippocampal shrinkage, ventricular enlargement); age adds atrophy for
-  everyone, so age confounds the label signal as in ADNI.
-- glioma (G2 / G3 / G4): :func:`make_glioma` draws a focal lesion whose size, edema, necrotic
-  core, boundary sharpness and texture heterogeneity rise with grade (G2: small, homogeneous,
-  no necrosis; G3 / G4: larger, necrotic, heterogeneous); G3 and G4 sizes overlap.
-- autism (TD / ASD): :func:`apply_autism_effect` is a very weak diffuse GM change.
+The label signals are LOCAL shape and texture at the scale of a few 8^3 patches, with the global
+statistics a random patch embedding reads (tissue fractions, intensity histogram, brain and
+lesion volume) matched between classes, so that a representation must carry anatomy to tell them:
+
+- cognition (NC / MCI / AD, age-matched): every subject loses the same tissue volume for its
+  age and its own draw (:func:`neurodegenerate`); the diagnosis only decides WHERE: AD and MCI
+  spend part of it on medial-temporal atrophy (hippocampus and temporal horn,
+  :func:`medial_temporal_loss`), NC spread all of it as diffuse cortical thinning. Total CSF,
+  GM and WM fractions therefore match between classes.
+- glioma (G2 / G3 / G4): :func:`make_glioma` draws lesions of the same size and edema range at
+  every grade; grade sets the boundary sharpness, the texture heterogeneity and the necrotic core.
+- autism (TD / ASD): :func:`apply_autism_effect` is a tiny diffuse GM change, below the
+  subject-to-subject variation (near chance, as in the paper's ABIDE results).
+- head CT (NOICH / ICH): :func:`make_haemorrhage` adds an acute haematoma (50-80 HU).
 """
 
 from __future__ import annotations
@@ -17,18 +24,21 @@ from types import MappingProxyType
 import numpy as np
 from scipy import ndimage as ndi
 
-from neurossl.cohort.anatomy import Tissues, apply_atrophy
+from neurossl.cohort.anatomy import Tissues, enlarge_ventricles, hippocampus_weight, move_to_csf
+from neurossl.cohort.fields import smooth_field
 
-# Baseline severity and yearly progression per diagnosis (0 = none, ~1 = severe AD).
-SEVERITY = MappingProxyType({"NC": (0.0, 0.005), "MCI": (0.35, 0.03), "AD": (0.7, 0.06)})
-# Extra atrophy per year of age beyond AGE_ONSET, for every subject (the age confounder).
-AGE_ONSET, AGE_SLOPE = 55.0, 0.012
+# Medial-temporal severity at baseline and its yearly progression per diagnosis (0 = none).
+SEVERITY = MappingProxyType({"NC": (0.0, 0.0), "MCI": (0.45, 0.04), "AD": (0.8, 0.06)})
+# Everyone's total atrophy: a class-independent load (what an AD subject spends on the medial
+# temporal lobe comes out of it, so it must exceed that) plus a yearly term beyond AGE_ONSET.
+ATROPHY_LOAD, AGE_ONSET, AGE_SLOPE = 0.6, 55.0, 0.012
 # Per grade: (radius mm range, edge width, boundary irregularity, texture std, necrosis chance,
-# necrotic core relative radius range, edema extent range relative to the radius).
+# necrotic core relative radius range, edema extent range relative to the radius). Radius and
+# edema ranges are the same at every grade, so lesion volume does not tell the grade.
 GRADES = MappingProxyType({
-    2: ((5.0, 11.0), 0.30, 0.10, 0.03, 0.0, (0.0, 0.0), (0.0, 0.4)),
-    3: ((11.0, 20.0), 0.15, 0.25, 0.45, 1.0, (0.4, 0.6), (0.5, 1.0)),
-    4: ((14.0, 25.0), 0.08, 0.35, 0.75, 1.0, (0.5, 0.75), (0.7, 1.3)),
+    2: ((9.0, 18.0), 0.30, 0.10, 0.05, 0.0, (0.0, 0.0), (0.3, 1.0)),
+    3: ((9.0, 18.0), 0.12, 0.30, 0.50, 0.7, (0.3, 0.5), (0.3, 1.0)),
+    4: ((9.0, 18.0), 0.07, 0.35, 0.75, 1.0, (0.4, 0.6), (0.3, 1.0)),
 })
 
 
@@ -58,21 +68,60 @@ class Lesion:
 
 
 def atrophy_severity(label: str, age: float, years: float, offset: float = 0.0) -> float:
-    """Neurodegeneration severity of a subject with diagnosis ``label`` at ``age``.
-
-    ``years`` since the baseline visit add the diagnosis' yearly progression; other labels
-    (glioma, autism, healthy) get only the age term. ``offset`` is the subject's own deviation.
-    """
+    """Medial-temporal (disease) severity of a subject with diagnosis ``label``, ``years`` after
+    baseline; 0 for NC and for the labels of other datasets. ``age`` and ``offset`` do not enter:
+    they set the total atrophy (:func:`total_atrophy`), not where it goes."""
     base, rate = SEVERITY.get(label, SEVERITY["NC"])
-    aged = AGE_SLOPE * max(age - AGE_ONSET, 0.0)
-    return max(base + rate * years + aged + offset, 0.0)
+    return max(base + rate * years, 0.0) if base > 0 else 0.0
+
+
+def total_atrophy(age: float, offset: float = 0.0) -> float:
+    """Everyone's total atrophy, in units of diffuse cortical thinning, whatever the diagnosis."""
+    return max(ATROPHY_LOAD + AGE_SLOPE * max(age - AGE_ONSET, 0.0) + offset, 0.0)
+
+
+def medial_temporal_loss(tissues: Tissues, severity: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(gm_loss, wm_loss)`` fractions ``(X, Y, Z)`` of hippocampal / temporal-horn atrophy."""
+    hippocampus = hippocampus_weight(tissues.mni)
+    return np.clip(0.6 * severity * hippocampus, 0.0, 0.9), np.clip(0.35 * severity * hippocampus, 0.0, 0.9)
 
 
 def neurodegenerate(
     tissues: Tissues, label: str, age: float, years: float, offset: float, rng: np.random.Generator
 ) -> Tissues:
-    """:func:`apply_atrophy` at the severity :func:`atrophy_severity` gives."""
-    return apply_atrophy(tissues, atrophy_severity(label, age, years, offset), rng)
+    """Atrophy of one visit: a total tissue loss set by age and the subject's ``offset`` alone,
+    placed by the diagnosis (medial temporal for AD / MCI, diffuse cortical for the rest).
+
+    The diffuse part is scaled so that the GM + WM volume lost equals that of a subject of the
+    same age and offset with no medial-temporal atrophy: total tissue fractions match between
+    NC and AD. Ventricles grow with the total (the same for every diagnosis).
+    """
+    total = total_atrophy(age, offset)
+    if total <= 0:
+        return tissues
+    voxel = float(tissues.affine[0, 0])
+    cortex = np.clip(1.0 + tissues.signed_distance / 20.0, 0.0, 1.0)
+    pattern = np.clip(1.0 + 0.3 * smooth_field(rng, tissues.gm.shape, 30.0, voxel), 0.0, None)
+    diffuse = 0.22 * cortex * pattern
+    budget = float((tissues.gm * np.clip(total * diffuse, 0.0, 1.0)).sum())
+    severity = atrophy_severity(label, age, years)
+    out = tissues
+    if severity > 0:
+        gm_loss, wm_loss = medial_temporal_loss(tissues, severity)
+        spent = float((tissues.gm * gm_loss).sum() + (tissues.wm * wm_loss).sum())
+        out = move_to_csf(tissues, gm_loss, wm_loss)
+        budget = max(budget - spent, 0.0)
+    out = move_to_csf(out, _scaled_loss(out.gm, diffuse, budget), np.zeros_like(diffuse))
+    return enlarge_ventricles(out, grow_mm=3.0 * total)
+
+
+def _scaled_loss(gm: np.ndarray, pattern: np.ndarray, volume: float) -> np.ndarray:
+    """``k * pattern`` (clipped to [0, 1]) with ``k`` such that ``sum(gm * loss) == volume``."""
+    lo, hi = 0.0, 8.0
+    for _ in range(30):  # bisection: the clip makes the lost volume monotone but not linear in k
+        k = 0.5 * (lo + hi)
+        lo, hi = (k, hi) if float((gm * np.clip(k * pattern, 0.0, 1.0)).sum()) < volume else (lo, k)
+    return np.clip(0.5 * (lo + hi) * pattern, 0.0, 1.0).astype(np.float32)
 
 
 def _lesion_centre(tissues: Tissues, rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +210,7 @@ def carve_lesion(tissues: Tissues, lesion: Lesion) -> Tissues:
     return replace(tissues, **carved)
 
 
-def apply_autism_effect(tissues: Tissues, rng: np.random.Generator, strength: float = 0.02) -> Tissues:
+def apply_autism_effect(tissues: Tissues, rng: np.random.Generator, strength: float = 0.005) -> Tissues:
     """A very weak diffuse effect: ~``strength`` more frontal-temporal GM, taken from CSF.
 
     Far below the subject-to-subject variation of the warp and the contrasts, so that an ASD
@@ -171,3 +220,44 @@ def apply_autism_effect(tissues: Tissues, rng: np.random.Generator, strength: fl
     gain = np.minimum(strength * rng.uniform(0.5, 1.5) * frontal * tissues.gm, tissues.csf - tissues.ventricles)
     gain = np.clip(gain, 0.0, None)
     return replace(tissues, gm=tissues.gm + gain, csf=tissues.csf - gain)
+
+
+@dataclass(frozen=True)
+class Haemorrhage:
+    """An acute intraparenchymal haematoma inside the box ``box`` of the subject grid.
+
+    Attributes:
+        box: slices of the subject grid the local array covers.
+        blood: ``(x, y, z)`` float32 blood fraction (replaces normal tissue).
+        hu: attenuation of the clot in Hounsfield units (acute blood, 50-80 HU).
+    """
+
+    box: tuple[slice, slice, slice]
+    blood: np.ndarray
+    hu: float
+
+    @property
+    def fraction(self) -> np.ndarray:
+        """``(x, y, z)`` share of normal tissue the haematoma replaces."""
+        return self.blood
+
+
+# Acute clot attenuation (HU) and haematoma radius (mm): from a few mm (a petechial or small
+# lobar bleed, the size of a sulcus or a choroid-plexus calcification) to a large haematoma.
+HAEMORRHAGE_HU = (50.0, 80.0)
+HAEMORRHAGE_RADIUS_MM = (3.0, 14.0)
+
+
+def make_haemorrhage(tissues: Tissues, rng: np.random.Generator) -> Haemorrhage:
+    """Draw an acute haematoma: an irregular blob anywhere in the cerebrum, deep (basal ganglia,
+    thalamus) or lobar (cortex and the white matter beneath), never reaching the brain surface."""
+    voxel = float(tissues.affine[0, 0])
+    radius = float(rng.uniform(*HAEMORRHAGE_RADIUS_MM))
+    eligible = (tissues.brain > 0.9) & (tissues.signed_distance < -(radius + 2.0)) & (tissues.mni[2] > -25.0)
+    flat = np.flatnonzero(eligible)
+    centre = np.asarray(np.unravel_index(flat[rng.integers(len(flat))], eligible.shape))
+    reach = 1.5 * radius + 2.0 * voxel
+    box, distance = _box_around(centre, reach, tissues.gm.shape, voxel)
+    outline = np.clip(1.0 + 0.25 * _local_noise(rng, distance.shape, sigma=max(radius / (2.0 * voxel), 0.5)), 0.6, 1.4)
+    blood = _sigmoid((1.0 - distance / (radius * outline)) / 0.12) * tissues.brain[box]
+    return Haemorrhage(box, blood.astype(np.float32), float(rng.uniform(*HAEMORRHAGE_HU)))

@@ -10,6 +10,7 @@ glioma     ``sub-gli0001``  G2 / G3 / G4           focal lesion, high frequency 
 autism     ``sub-aut0001``  TD / ASD               very weak diffuse effect
 pool       ``sub-pool0001`` (none)                 mix of the above
 headct     ``sub-ct0001``   (none)                 head CT in Hounsfield units
+ich        ``sub-ich0001``  NOICH / ICH            head CT, acute haematoma present / absent
 =========  ==============  =====================  =====================================
 
 Layout: ``<out>/<dataset>/sub-<id>/ses-<nn>/anat/sub-<id>_ses-<nn>_acq-<iso|thick>_<modality>.nii.gz``
@@ -39,7 +40,8 @@ from neurossl.cohort.acquisition import RenderedScan, nifti_bytes, render, reori
 from neurossl.cohort.anatomy import Shell, Template, Tissues, load_template, make_subject, skull_shell
 from neurossl.cohort.cohort_plan import ANATOMY, ATROPHY, DATASETS, LESION, SCAN, SubjectPlan, plan_cohort, subject_rng
 from neurossl.cohort.contrast import synthesize, tissue_intensities
-from neurossl.cohort.pathology import Lesion, apply_autism_effect, carve_lesion, make_glioma, neurodegenerate
+from neurossl.cohort.pathology import (Haemorrhage, Lesion, apply_autism_effect, carve_lesion, make_glioma,
+                                       make_haemorrhage, neurodegenerate)
 from neurossl.progress import tqdm
 
 SCAN_COLUMNS = (
@@ -62,11 +64,12 @@ PARTICIPANT_COLUMNS = ("subject_id", "dataset", "label", "age", "sex")
 
 @dataclasses.dataclass(frozen=True)
 class SubjectAnatomy:
-    """What stays fixed across a subject's visits: warped tissues, skull shell, lesion."""
+    """What stays fixed across a subject's visits: warped tissues, skull shell, lesion (a glioma
+    or, for the ``ICH`` phenotype, a haematoma)."""
 
     tissues: Tissues
     shell: Shell
-    lesion: Lesion | None
+    lesion: Lesion | Haemorrhage | None
 
 
 def subject_anatomy(template: Template, plan: SubjectPlan, seed: int) -> SubjectAnatomy:
@@ -77,6 +80,8 @@ def subject_anatomy(template: Template, plan: SubjectPlan, seed: int) -> Subject
     lesion = None
     if plan.phenotype.startswith("G"):
         lesion = make_glioma(tissues, int(plan.phenotype[1:]), subject_rng(seed, plan, LESION))
+    elif plan.phenotype == "ICH":
+        lesion = make_haemorrhage(tissues, subject_rng(seed, plan, LESION))
     return SubjectAnatomy(tissues, shell, lesion)
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 MODALITIES = ("T1w", "T2w", "FLAIR", "PDw", "T2starw", "T1c", "ADC", "DWI", "CT")
 # Class labels the downstream tasks use (neurossl.evaluate.tasks maps them to class ids);
 # a user's own label values are mapped to these when the table is built (--map).
-LABELS = ("NC", "MCI", "AD", "G2", "G3", "G4", "TD", "ASD")
+LABELS = ("NC", "MCI", "AD", "G2", "G3", "G4", "TD", "ASD", "ICH", "NOICH")
 SEXES = ("M", "F")
 # Dataset names are the split files' prefixes (adni_pretrain_ids.csv), hence no "_".
 DATASET_NAME = re.compile(r"^[a-z0-9]+$")

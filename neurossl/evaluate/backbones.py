@@ -10,7 +10,7 @@ volume's contrast index from ``batch["modality"]``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -43,6 +43,9 @@ class EncoderSpec:
         modalities: contrast names in the order of the encoder's modality embedding.
         trained: the resolved config the encoder was trained with (its sidecar's
             ``meta.config``), or None (baselines, exports without one).
+        inputs: the modalities it was pretrained on (``train.scan_modalities`` of its run);
+            ``CT`` among them makes it a CT encoder, the only kind probed on CT tasks (whose HU
+            windows come with its own preprocessing, :func:`encoder_preprocess`).
     """
 
     name: str
@@ -50,6 +53,19 @@ class EncoderSpec:
     path: Path | None
     modalities: tuple[str, ...] = ()
     trained: dict | None = None
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def reads_ct(self) -> bool:
+        """True for an encoder pretrained on head CT (FM-CT's DINO-MIM)."""
+        return "CT" in self.inputs
+
+    def accepts(self, task_input: str) -> bool:
+        """Whether this encoder is probed on a task feeding ``task_input`` (``MR`` / ``CT``):
+        CT tasks only for CT encoders; baselines without weights (resnet50, voxels) take both."""
+        if task_input != "CT" or self.path is None:
+            return True
+        return self.reads_ct
 
 
 def resolve_encoder(source: str | Path) -> EncoderSpec:
@@ -68,8 +84,10 @@ def resolve_encoder(source: str | Path) -> EncoderSpec:
     section = (trained or {}).get("objective", {})
     # exports written before the field's rename call it `modalities`
     modalities = tuple(section.get("embedding_modalities", section.get("modalities", ())))
+    train = (trained or {}).get("train", {})
+    inputs = tuple(train.get("scan_modalities", train.get("modalities", ())))
     name = path.parent.name if path.name == "encoder.safetensors" else path.stem
-    return EncoderSpec(name, objective, path, modalities, trained)
+    return EncoderSpec(name, objective, path, modalities, trained, inputs)
 
 
 def encoder_preprocess(spec: EncoderSpec, cfg: Config) -> PreprocessConfig:
@@ -106,7 +124,7 @@ def encoder_heads(spec: EncoderSpec) -> int:
 
 def random_twin(spec: EncoderSpec) -> EncoderSpec:
     """The same architecture as ``spec`` with random weights (the paper's key control)."""
-    return EncoderSpec("random", "none", spec.path, spec.modalities, spec.trained)
+    return replace(spec, name="random", objective="none")
 
 
 class TokenEncoder(nn.Module):

@@ -28,6 +28,7 @@ from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_cl
 from neurossl.evaluate.heads import build_head
 from neurossl.evaluate.metrics import classification_metrics
 from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
+from neurossl.tasks import CT_INPUT
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
 from neurossl.models import save_encoder
 from neurossl.progress import tqdm
@@ -144,7 +145,9 @@ class Evaluator:
         e = self.cfg.evaluate
         if spec.name == "resnet50" or mode == "finetune":
             if spec.name == "resnet50":
-                model = ResNetClassifier(task.num_classes, input_size=e.resnet_input_size)
+                # CT volumes arrive as one channel per HU window
+                channels = len(self.cfg.preprocess.ct_windows) if task.input == CT_INPUT else 1
+                model = ResNetClassifier(task.num_classes, in_channels=channels, input_size=e.resnet_input_size)
             else:
                 encoder = build_token_encoder(spec)
                 model = EncoderClassifier(encoder, build_head(e.head, encoder.embed_dim, task.num_classes,

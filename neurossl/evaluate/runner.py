@@ -10,7 +10,7 @@ Output folder layout:
   ``evaluate.export_finetuned`` task (first fold and seed), for the embedding analysis.
 
 Baselines: ``random`` is the first encoder's architecture with random weights, evaluated with
-the same protocol; ``resnet50`` is MONAI's ResNet50-3D trained from scratch (listed under
+the same protocol (on CT tasks, the first CT encoder's; MRI encoders are not probed on CT); ``resnet50`` is MONAI's ResNet50-3D trained from scratch (listed under
 ``finetune``, since all of its weights train); ``voxels`` is a logistic regression on
 pooled intensities and their quantiles (listed under ``frozen``: nothing but a linear map is learnt).
 """
@@ -24,17 +24,26 @@ from neurossl.evaluate.backbones import EncoderSpec, random_twin, resolve_encode
 from neurossl.evaluate.run import EvalOutput, Evaluator
 from neurossl.evaluate.tables import append_results
 from neurossl.progress import tqdm
+from neurossl.tasks import get_task
 
 RESNET = EncoderSpec("resnet50", "none", None)
 VOXELS = EncoderSpec("voxels", "none", None)
 
 
 def plan(specs: list[EncoderSpec], baselines: list[str], modes: list[str]) -> list[tuple[EncoderSpec, str]]:
-    """The (encoder, mode) pairs to run, baselines included."""
+    """The (encoder, mode) pairs to run, baselines included.
+
+    ``random`` copies the first encoder; when that one is not a CT encoder but another is, a
+    second ``random`` copies the first CT encoder, for the CT tasks (see :func:`jobs`).
+    """
     if "random" in baselines:
         if not specs:
             raise ValueError("--baseline random copies an encoder's architecture: give --encoder too")
-        specs = [*specs, random_twin(specs[0])]
+        twins = [random_twin(specs[0])]
+        ct = [s for s in specs if s.reads_ct]
+        if ct and not specs[0].reads_ct:
+            twins.append(random_twin(ct[0]))
+        specs = [*specs, *twins]
     pairs = [(spec, mode) for spec in specs for mode in modes]
     if "resnet50" in baselines:
         pairs.append((RESNET, "finetune"))
@@ -46,9 +55,31 @@ def plan(specs: list[EncoderSpec], baselines: list[str], modes: list[str]) -> li
 def jobs(specs: list[EncoderSpec], baselines: list[str], modes: list[str], tasks: list[str],
          resnet_tasks: tuple[str, ...] = ()) -> list[tuple[EncoderSpec, str, str]]:
     """``(encoder, mode, task)`` runs in order; full-data ResNet50-3D only on ``resnet_tasks``
-    (every task when empty)."""
-    return [(spec, mode, task) for spec, mode in plan(specs, baselines, modes) for task in tasks
-            if spec != RESNET or not resnet_tasks or task in resnet_tasks]
+    (every task when empty).
+
+    CT tasks (``Task.input == "CT"``) go to CT encoders only, with their own random twin; an MRI
+    encoder would see HU windows it never learnt, so it is skipped with a note. Where two
+    random twins exist, the CT one runs the CT tasks and the MRI one the others.
+    """
+    pairs = plan(specs, baselines, modes)
+    twins = [s for s, _ in pairs if s.name == "random"]
+    ct_twin = next((s for s in twins if s.reads_ct), None)
+    out, skipped = [], []
+    for spec, mode in pairs:
+        for task in tasks:
+            task_input = get_task(task.partition(":")[0]).input
+            if spec == RESNET and resnet_tasks and task not in resnet_tasks:
+                continue
+            if spec.name == "random" and ct_twin is not None and len(set(twins)) > 1:
+                if (task_input == "CT") != spec.reads_ct:
+                    continue
+            if not spec.accepts(task_input):
+                skipped.append(f"{spec.name} on {task}")
+                continue
+            out.append((spec, mode, task))
+    if skipped:
+        print(f"not probed on CT tasks (MRI encoders): {', '.join(sorted(set(skipped)))}")
+    return out
 
 
 def save(out: EvalOutput, out_dir: Path, stem: str) -> None:

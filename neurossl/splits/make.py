@@ -7,7 +7,7 @@ The protocol (paper section 3; defaults in :class:`~neurossl.config.SplitConfig`
   subjects with its labels and runs 5-fold stratified cross-validation; in fold k, test = fold k,
   val = a stratified ``val_fraction`` of the rest, train = the remainder. Subjects without a task
   label go to pretraining.
-- ``holdout`` (glioma, autism): downstream only, never pretraining; one stratified 70 / 15 / 15
+- ``holdout`` (glioma, autism, ich): downstream only, never pretraining; one stratified 70 / 15 / 15
   train / val / test partition of the subjects, shared by all of the dataset's tasks.
 - ``pretrain`` (pool, headct): every subject to pretraining.
 
@@ -19,7 +19,8 @@ fewer subjects of a label than folds (a test fold would miss that label) or a pa
 would be empty is an error naming the dataset, task and counts. Warnings are also recorded in
 ``splits.json``.
 
-Reading and auditing live in :mod:`neurossl.splits.files` / :mod:`neurossl.splits.audit`.
+Roles and tasks come from the one task catalogue, :mod:`neurossl.tasks`; a task's files are
+named by its ``split_task``. Reading and auditing live in :mod:`neurossl.splits.files` / :mod:`neurossl.splits.audit`.
 """
 
 from __future__ import annotations
@@ -40,39 +41,35 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from neurossl.config import ConfigError, SplitConfig
 from neurossl.splits.files import SplitError, parse_split_name, split_file_name
+from neurossl.tasks import DEMO_ROLES, TASKS, Task, dataset_tasks
 
 MANIFEST = "splits.json"
 ROLES = ("cv", "holdout", "pretrain")
 
 
 @dataclass(frozen=True)
-class Task:
-    """A downstream task: its name (used in file names) and the subject labels it uses."""
-
-    name: str
-    labels: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class DatasetProtocol:
-    """How one dataset is split: ``role`` is ``cv``, ``holdout`` or ``pretrain``."""
+    """How one dataset is split: ``role`` is ``cv``, ``holdout`` or ``pretrain``; ``tasks`` are
+    catalogue tasks (:class:`neurossl.tasks.Task`) whose ``split_task`` names the files."""
 
     role: str
     tasks: tuple[Task, ...] = ()
 
 
-DEMO_PROTOCOL: Mapping[str, DatasetProtocol] = MappingProxyType({
-    "cognition": DatasetProtocol(
-        "cv", (Task("nc_vs_ad", ("NC", "AD")), Task("nc_vs_mci", ("NC", "MCI")))
-    ),
-    "glioma": DatasetProtocol(
-        "holdout",
-        (Task("grade2_vs_34", ("G2", "G3", "G4")), Task("multiclass", ("G2", "G3", "G4"))),
-    ),
-    "autism": DatasetProtocol("holdout", (Task("asd_vs_td", ("TD", "ASD")),)),
-    "pool": DatasetProtocol("pretrain"),
-    "headct": DatasetProtocol("pretrain"),
-})
+def protocol_from(roles: Mapping[str, str], catalogue: Mapping[str, Task] = TASKS) -> Mapping[str, DatasetProtocol]:
+    """Each dataset of ``roles`` with its role and the catalogue's tasks over it (a task that
+    names no split task, as the release's ABIDE files, cannot be written and is refused)."""
+    protocol = {}
+    for name, role in roles.items():
+        tasks = dataset_tasks(name, catalogue)
+        unnamed = [t.name for t in tasks if t.split_task is None]
+        if unnamed:
+            raise SplitError(f"dataset {name}: task(s) {unnamed} name no split task; cannot write their files")
+        protocol[name] = DatasetProtocol(role, tasks if role != "pretrain" else ())
+    return MappingProxyType(protocol)
+
+
+DEMO_PROTOCOL: Mapping[str, DatasetProtocol] = protocol_from(DEMO_ROLES)
 
 # One split: (task or None, fold or None, partition) -> sorted subject IDs.
 Assignment = dict[tuple[str | None, int | None, str], list[str]]
@@ -201,7 +198,7 @@ def _cv_test_folds(
 def _cv_assignment(labels: pd.Series, rule: DatasetProtocol, cfg: SplitConfig, name: str,
                    notes: list[str]) -> Assignment:
     """Pretraining / downstream pool, then per task k-fold train / val / test."""
-    task_labels = {label for task in rule.tasks for label in task.labels}
+    task_labels = {label for task in rule.tasks for label in task.split_labels}
     usable = labels[labels.isin(task_labels)]
     n_down = max(1, _round(cfg.downstream_fraction * len(usable)))
     pretrain, pool = _holdout(usable.index.to_numpy(), usable.to_numpy(), n_down, cfg.seed,
@@ -210,8 +207,8 @@ def _cv_assignment(labels: pd.Series, rule: DatasetProtocol, cfg: SplitConfig, n
     assignment: Assignment = {(None, None, "pretrain"): sorted([*pretrain, *unlabelled])}
     pooled = labels[pool]
     for task in rule.tasks:
-        members = pooled[pooled.isin(task.labels)]
-        where = f"{name}/{task.name}"
+        members = pooled[pooled.isin(task.split_labels)]
+        where = f"{name}/{task.split_task}"
         ids, member_labels = members.index.to_numpy(), members.to_numpy()
         tests = _cv_test_folds(ids, member_labels, cfg.folds, cfg.seed, where)
         for fold, test in enumerate(tests):
@@ -219,15 +216,15 @@ def _cv_assignment(labels: pd.Series, rule: DatasetProtocol, cfg: SplitConfig, n
             n_val = max(1, _round(cfg.val_fraction * len(rest)))
             train, val = _holdout(rest.index.to_numpy(), rest.to_numpy(), n_val, cfg.seed,
                                   f"{where} fold {fold} val", notes)
-            assignment.update({(task.name, fold, "train"): train, (task.name, fold, "val"): val,
-                               (task.name, fold, "test"): test})
+            assignment.update({(task.split_task, fold, "train"): train, (task.split_task, fold, "val"): val,
+                               (task.split_task, fold, "test"): test})
     return assignment
 
 
 def _holdout_assignment(labels: pd.Series, rule: DatasetProtocol, cfg: SplitConfig, name: str,
                         notes: list[str]) -> Assignment:
     """One stratified train / val / test partition, written once per task."""
-    task_labels = {label for task in rule.tasks for label in task.labels}
+    task_labels = {label for task in rule.tasks for label in task.split_labels}
     usable = labels[labels.isin(task_labels)]
     if len(usable) < len(labels):
         _warn(notes, f"{name}: {len(labels) - len(usable)} subject(s) without a task label are "
@@ -243,8 +240,8 @@ def _holdout_assignment(labels: pd.Series, rule: DatasetProtocol, cfg: SplitConf
     assignment: Assignment = {}
     for task in rule.tasks:
         for partition, subjects in (("train", train), ("val", val), ("test", test)):
-            members = sorted(s for s in subjects if labels[s] in task.labels)
-            assignment[(task.name, None, partition)] = members
+            members = sorted(s for s in subjects if labels[s] in task.split_labels)
+            assignment[(task.split_task, None, partition)] = members
     return assignment
 
 
@@ -263,7 +260,7 @@ def _task_scans(scans: pd.DataFrame, subjects: list[str], task: Task | None) -> 
     rows = scans[scans["subject_id"].isin(subjects)]
     if task is not None:
         # A converter's scans from another diagnosis (or unlabelled ones) cannot serve this task.
-        rows = rows[rows["label"].isin(task.labels)]
+        rows = rows[rows["label"].isin(task.split_labels)]
     rows = rows[["subject_id", "scan_uid"]]
     return rows.sort_values(["subject_id", "scan_uid"], ignore_index=True)
 
@@ -271,11 +268,11 @@ def _task_scans(scans: pd.DataFrame, subjects: list[str], task: Task | None) -> 
 def _warn_left_out(scans: pd.DataFrame, assignment: Assignment, task: Task, name: str,
                    notes: list[str]) -> None:
     """Say how many scans of a task's subjects carry another label and stay out of its files."""
-    subjects = {s for (t, _, _), members in assignment.items() if t == task.name for s in members}
+    subjects = {s for (t, _, _), members in assignment.items() if t == task.split_task for s in members}
     rows = scans[scans["subject_id"].isin(subjects)]
-    left_out = int((~rows["label"].isin(task.labels)).sum())
+    left_out = int((~rows["label"].isin(task.split_labels)).sum())
     if left_out:
-        _warn(notes, f"{name}/{task.name}: {left_out} scan(s) of its subjects carry another or no "
+        _warn(notes, f"{name}/{task.split_task}: {left_out} scan(s) of its subjects carry another or no "
                      "label and are left out of its files (and out of pretraining)")
 
 
@@ -287,7 +284,7 @@ def _split_tables(scans: pd.DataFrame, cfg: SplitConfig, protocol: Mapping[str, 
         rule = protocol[name]
         rows = scans[scans["dataset"] == name]
         assignment = _assign(rows, name, rule, cfg, notes)
-        tasks = {task.name: task for task in rule.tasks}
+        tasks = {task.split_task: task for task in rule.tasks}
         for task in rule.tasks:
             _warn_left_out(rows, assignment, task, name, notes)
         for (task_name, fold, partition), subjects in assignment.items():
