@@ -437,6 +437,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+# Keys renamed since configs were first saved -> their new names, so that an old file names them.
+RENAMED = {
+    "train.modalities": "train.scan_modalities",  # which scans pretraining loads
+    "objective.modalities": "objective.embedding_modalities",  # rows of MoE-JEPA's embedding
+}
+
+
 def _build(cls: type, values: dict[str, Any], prefix: str = "", base: Any = None) -> Any:
     """Instantiate ``cls`` from ``values`` on top of ``base`` (or the defaults), strictly."""
     hints = typing.get_type_hints(cls)
@@ -447,6 +454,8 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "", base: Any = None
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
+            if full in RENAMED:
+                hint = f" It was renamed '{RENAMED[full]}'."
             raise ConfigError(f"unknown config key '{full}'.{hint} Valid keys here: {', '.join(names)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):

@@ -107,6 +107,13 @@ def test_multiblock_masking_refuses_a_ratio_it_would_ignore():
         load_config("demo", overrides=["masking.kind=multiblock", "masking.ratio=0.6"])
 
 
+@pytest.mark.parametrize("old, new", [("train.modalities", "train.scan_modalities"),
+                                      ("objective.modalities", "objective.embedding_modalities")])
+def test_a_renamed_key_is_refused_with_its_new_name(old, new):
+    with pytest.raises(ConfigError, match=f"unknown config key '{old}'. It was renamed '{new}'"):
+        load_config("demo", overrides=[f"{old}=[T1w]"])
+
+
 def test_the_backbone_choices_are_the_encoder_presets():
     from neurossl.config import CHOICES
     from neurossl.models import ENCODER_PRESETS

@@ -142,3 +142,13 @@ def test_mask_path_for(tmp_path):
     with pytest.raises(io.VolumeError) as err:
         io.mask_path_for("scan.mgz")
     assert err.value.code == io.NOT_NIFTI
+
+
+def test_mask_beside_gives_the_masks_path_relative_to_the_root_or_nothing(tmp_path):
+    scan = tmp_path / "sub-1" / "anat" / "sub-1_T1w.nii.gz"
+    scan.parent.mkdir(parents=True)
+    assert io.mask_beside(tmp_path, "sub-1/anat/sub-1_T1w.nii.gz") == ""  # no mask written
+    io.mask_path_for(scan).write_bytes(b"")
+    assert io.mask_beside(tmp_path, "sub-1/anat/sub-1_T1w.nii.gz") == "sub-1/anat/sub-1_T1w_mask.nii.gz"
+    assert io.mask_beside(tmp_path, scan) == "sub-1/anat/sub-1_T1w_mask.nii.gz"  # absolute path
+    assert io.mask_beside(tmp_path, "scan.mgz") == ""  # not a NIfTI name: no BET mask to look for

@@ -376,3 +376,14 @@ def test_uniform_power_reaches_encoder_decoder_predictor_and_the_saved_config():
     torch.testing.assert_close(dec.decoder_pos_embed[0], sincos_pos_embed_3d(24, enc.grid_size, True))
     pred = build_predictor(enc, predictor_embed_dim=24, depth=1, num_heads=2)
     torch.testing.assert_close(pred.predictor_pos_embed[0], sincos_pos_embed_3d(24, enc.grid_size, True))
+
+
+def test_modality_index_maps_contrasts_to_embedding_rows_and_names_unknown_ones():
+    from neurossl.models.vit import modality_index
+
+    rows = modality_index(["FLAIR", "T1w", "FLAIR"], ("T1w", "T2w", "FLAIR"))
+    assert rows.tolist() == [2, 0, 2] and rows.dtype == torch.long
+    with pytest.raises(ValueError, match=r"contrasts \['CT'\] have no modality embedding.*'T1w', 'T2w'"):
+        modality_index(["T1w", "CT"], ("T1w", "T2w"))
+    with pytest.raises(KeyError, match="the batch needs 'modality'"):
+        modality_index(None, ("T1w",))

@@ -58,7 +58,10 @@ class Evaluator:
     """Runs evaluations against one cache and one split folder.
 
     Args:
-        cfg: the resolved config (``evaluate``, ``preprocess``, ``augment`` sections are read).
+        cfg: the resolved config (``evaluate``, ``augment`` sections are read). An encoder's
+            volumes are preprocessed as its own saved config says; ``cfg.preprocess`` serves the
+            baselines and must agree with each encoder on the input's shape
+            (:func:`~neurossl.evaluate.backbones.encoder_preprocess`).
         cache_dir: the preprocessing cache of the labelled datasets.
         splits_dir: split folder holding the tasks' downstream files (audited on every read).
         usable: scan_uids a coverage report found cached; split rows outside it are left out
