@@ -81,7 +81,7 @@ runs = exported_encoders(data_dir, objectives)
 scans = downstream_scans(cache_dir, splits_dir)
 encoders = {name: resolve_encoder(run) for name, run in runs.items()}
 encoders["random"] = random_twin(encoders[objectives[0]])
-features = {name: pooled_features(spec, cache_dir, scans["scan_uid"].tolist(), cfg.preprocess,
+features = {name: pooled_features(spec, cache_dir, scans["scan_uid"].tolist(), cfg,
                                   batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
             for name, spec in encoders.items()}
 scans.groupby(["dataset", "modality", "label"]).size().unstack(fill_value=0)
@@ -148,7 +148,7 @@ fig
 # %%
 test_scans = task_test_scans(TABLE7_TASK, cache_dir, splits_dir)
 stages = stage_analyses(stage_encoders(encoders, data_dir / "eval", TABLE7_TASK), test_scans, cache_dir,
-                        cfg.preprocess, batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
+                        cfg, batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
 table7 = stage_table(stages).round(4)
 write_table(table7, tables_dir / "tab04_table7_pretrained_vs_finetuned")
 display(Markdown(f"{len(test_scans)} test scans of `{TABLE7_TASK}`\n\n" + table7.to_markdown()))

@@ -60,11 +60,11 @@ def test_pooled_features_shape_and_determinism(mae_run, smoke_data):
     assert list(scans.columns) == ["scan_uid", "subject_id", "dataset", "label", "modality"]
     assert scans["scan_uid"].is_unique and set(scans["dataset"]) >= {"cognition", "glioma"}
     uids = scans["scan_uid"].tolist()[:6]
-    first = pooled_features(mae_run, smoke_data / "cache", uids, cfg.preprocess, batch_size=4)
+    first = pooled_features(mae_run, smoke_data / "cache", uids, cfg, batch_size=4)
     assert first.shape == (6, cfg.model.embed_dim) and np.isfinite(first).all()
-    np.testing.assert_allclose(pooled_features(mae_run, smoke_data / "cache", uids, cfg.preprocess, batch_size=3),
+    np.testing.assert_allclose(pooled_features(mae_run, smoke_data / "cache", uids, cfg, batch_size=3),
                                first, rtol=1e-5, atol=1e-5)
-    twin = pooled_features(random_twin(resolve_encoder(mae_run)), smoke_data / "cache", uids, cfg.preprocess)
+    twin = pooled_features(random_twin(resolve_encoder(mae_run)), smoke_data / "cache", uids, cfg)
     assert twin.shape == first.shape and not np.allclose(twin, first)
 
 

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from neurossl.config import PreprocessConfig
+from neurossl.config import Config
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.splits.files import read_splits
-from neurossl.evaluate.backbones import EncoderSpec, build_token_encoder, resolve_encoder
+from neurossl.evaluate.backbones import EncoderSpec, build_token_encoder, encoder_preprocess, resolve_encoder
 from neurossl.progress import tqdm
 
 SCAN_COLUMNS = ["scan_uid", "subject_id", "dataset", "label", "modality"]
@@ -46,7 +46,7 @@ def pooled_features(
     encoder: str | Path | EncoderSpec,
     cache_dir: str | Path,
     scan_uids: list[str],
-    preprocess_cfg: PreprocessConfig,
+    cfg: Config,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
@@ -56,7 +56,9 @@ def pooled_features(
         encoder: run folder, ``encoder.safetensors`` or an ``EncoderSpec`` (e.g. ``random_twin``).
         cache_dir: preprocessing cache holding ``scan_uids``.
         scan_uids: scans to encode, in the order of the returned rows.
-        preprocess_cfg: the ``preprocess`` section the cache was built with.
+        cfg: the config the cache was built with; the encoder's items follow its own saved
+            preprocessing (:func:`~neurossl.evaluate.backbones.encoder_preprocess`), which must
+            agree with ``cfg`` on the input's shape.
         batch_size: volumes per forward pass.
         device: where the encoder runs.
 
@@ -65,7 +67,8 @@ def pooled_features(
     """
     spec = encoder if isinstance(encoder, EncoderSpec) else resolve_encoder(encoder)
     model = build_token_encoder(spec).to(device).eval()
-    data = CachedVolumeDataset(cache_dir, list(scan_uids), train=False, preprocess=preprocess_cfg)
+    data = CachedVolumeDataset(cache_dir, list(scan_uids), train=False,
+                               preprocess=encoder_preprocess(spec, cfg))
     features = []
     for batch in tqdm(DataLoader(data, batch_size=batch_size), desc=f"features {spec.name}",
                       unit="batch", leave=False):

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from neurossl.analysis.embeddings import EmbeddingAnalysis, analyse_encoders, clustering_table
 from neurossl.analysis.features import pooled_features
-from neurossl.config import PreprocessConfig
+from neurossl.config import Config
 from neurossl.data.cache import read_index
 from neurossl.evaluate.backbones import EncoderSpec, resolve_encoder
 from neurossl.pipeline import TABLE7
@@ -50,7 +50,7 @@ def stage_encoders(pretrained: dict[str, EncoderSpec], eval_dir: str | Path, tas
 
 
 def stage_analyses(encoders: dict[str, dict[str, EncoderSpec]], scans: pd.DataFrame,
-                   cache_dir: str | Path, preprocess: PreprocessConfig, batch_size: int = 8,
+                   cache_dir: str | Path, cfg: Config, batch_size: int = 8,
                    device: str = "cpu") -> dict[str, dict[str, EmbeddingAnalysis]]:
     """Embed ``scans`` (``scan_uid``, ``label``) with every encoder of every stage and score the
     labels' clustering in the raw space and the t-SNE plane.
@@ -64,7 +64,7 @@ def stage_analyses(encoders: dict[str, dict[str, EncoderSpec]], scans: pd.DataFr
     uids, labels = scans["scan_uid"].tolist(), scans["label"].to_numpy()
     out = {}
     for stage, specs in encoders.items():
-        features = {name: (pooled_features(spec, cache_dir, uids, preprocess, batch_size, device), labels)
+        features = {name: (pooled_features(spec, cache_dir, uids, cfg, batch_size, device), labels)
                     for name, spec in specs.items()}
         with threadpool_limits(1):  # t-SNE / k-means threads only thrash on a shared CPU
             out[stage] = analyse_encoders(features, methods=("tsne",))
