@@ -1,4 +1,4 @@
-"""Subject anatomy for the demo cohort: MNI152 tissue maps, warps, atrophy and a skull shell.
+"""Subject anatomy for the demo cohort: MNI152 tissue maps, warps, atrophy helpers and a skull shell.
 
 Every array here lives on one of two grids:
 
@@ -273,24 +273,6 @@ def hippocampus_weight(mni: np.ndarray) -> np.ndarray:
     (cx, cy, cz), (rx, ry, rz) = HIPPOCAMPUS_MM
     d2 = ((np.abs(mni[0]) - cx) / rx) ** 2 + ((mni[1] - cy) / ry) ** 2 + ((mni[2] - cz) / rz) ** 2
     return np.exp(-0.5 * d2).astype(np.float32)
-
-
-def apply_atrophy(tissues: Tissues, severity: float, rng: np.random.Generator) -> Tissues:
-    """Neurodegeneration of strength ``severity`` (0 none, ~1 severe AD) on :class:`Tissues`.
-
-    Three graded effects: cortical thinning (GM near the brain surface turns into CSF, with a
-    smooth regional pattern), hippocampal shrinkage and ventricular enlargement.
-    """
-    if severity <= 0:
-        return tissues
-    voxel = float(tissues.affine[0, 0])
-    # Cortex ~ the outer 20 mm of the brain: deep grey nuclei are spared.
-    cortex = np.clip(1.0 + tissues.signed_distance / 20.0, 0.0, 1.0)
-    pattern = 1.0 + 0.3 * smooth_field(rng, tissues.gm.shape, 30.0, voxel)
-    hippocampus = hippocampus_weight(tissues.mni)
-    gm_loss = severity * (0.22 * cortex * pattern + 0.45 * hippocampus)
-    thinned = move_to_csf(tissues, gm_loss, 0.3 * severity * hippocampus)
-    return enlarge_ventricles(thinned, grow_mm=4.5 * severity)
 
 
 def skull_shell(tissues: Tissues, rng: np.random.Generator) -> Shell:

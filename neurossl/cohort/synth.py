@@ -5,9 +5,9 @@ Entry point :func:`generate_cohort`. The cohort mimics the paper's data sources 
 =========  ==============  =====================  =====================================
 dataset    ids             labels                 signal
 =========  ==============  =====================  =====================================
-cognition  ``sub-cog0001``  NC / MCI / AD          atrophy, age as a confounder, visits
-glioma     ``sub-gli0001``  G2 / G3 / G4           focal lesion, high frequency rising
-autism     ``sub-aut0001``  TD / ASD               very weak diffuse effect
+cognition  ``sub-cog0001``  NC / MCI / AD          where atrophy goes (medial temporal), age-matched
+glioma     ``sub-gli0001``  G2 / G3 / G4           lesion texture, edge and necrosis; same sizes
+autism     ``sub-aut0001``  TD / ASD               tiny diffuse effect (near chance)
 pool       ``sub-pool0001`` (none)                 mix of the above
 headct     ``sub-ct0001``   (none)                 head CT in Hounsfield units
 ich        ``sub-ich0001``  NOICH / ICH            head CT, acute haematoma present / absent
