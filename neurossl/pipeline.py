@@ -224,9 +224,10 @@ def evaluation(run_dir: str | Path, splits_dir: str | Path | None = None, profil
     """The evaluation folder ``<run_dir>/eval`` (``results.csv``, ``predictions/``, ``finetuned/``).
 
     Frozen probes of every encoder and the ``baselines`` (its random twin, ResNet50-3D from
-    scratch) on every task and the few-shot curves; fine-tuning of the ``finetune`` encoders on :data:`FINETUNE_TASK`
-    and of the ``table7`` encoders on :data:`TABLE7_TASK`'s first fold. It is written to
-    ``eval.tmp`` and renamed to ``eval`` at the end, so an ``eval/`` folder is always complete.
+    scratch) on every task and the few-shot curves; fine-tuning of the ``finetune`` encoders on
+    :data:`FINETUNE_TASK` and of the ``table7`` encoders on :data:`TABLE7_TASK`'s first fold. It
+    is written to ``eval.tmp`` and renamed to ``eval`` at the end, so an ``eval/`` folder with a
+    ``results.csv`` is complete.
     """
     run = RunFolder.of(run_dir, splits_dir)
     if (run.eval / "results.csv").is_file():
@@ -250,6 +251,7 @@ def evaluation(run_dir: str | Path, splits_dir: str | Path | None = None, profil
     if chosen:
         first_fold = resolved_config(profile, device=device, overrides=["evaluate.max_folds=1"])
         evaluate_all(first_fold, chosen, ["random"], [TABLE7_TASK], "finetune", **common)
+    shutil.rmtree(run.eval, ignore_errors=True)  # without results.csv it is some older, partial run
     os.replace(scratch, run.eval)
     return run.eval
 

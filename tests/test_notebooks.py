@@ -3,6 +3,8 @@
 import ast
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import jupytext
@@ -89,6 +91,21 @@ def files_under(folder: Path) -> dict[str, tuple[int, int]]:
             for p in folder.rglob("*") if p.is_file()}
 
 
+def run_in_parallel(paths: list[Path], out: Path, parameters: dict) -> list[Path]:
+    """Execute the notebooks side by side, one kernel per process; returns the executed copies in
+    the order of ``paths``.
+
+    The session fixtures have already run every stage, so each notebook only reads their outputs
+    and the five are independent; the kernels' start-up and imports, which dominate a smoke run,
+    then overlap. The costliest notebooks (04, 05: embeddings and reconstructions) start first.
+    """
+    workers = max(2, min(len(paths), os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {path: pool.submit(run_notebook, path, out / f"{path.stem}.ipynb", parameters, False)
+                   for path in sorted(paths, reverse=True)}
+        return [futures[path].result() for path in paths]
+
+
 @pytest.mark.slow
 def test_smoke_run_of_every_notebook(smoke_data, smoke_eval, tmp_path):
     """Every notebook as JupyterLab runs it: the kernel in notebooks/, the folders given relative
@@ -103,8 +120,7 @@ def test_smoke_run_of_every_notebook(smoke_data, smoke_eval, tmp_path):
                   **{name: os.path.relpath(folder, REPO_ROOT) for name, folder in folders.items()}}
     (data / "notebooks").mkdir()
     before = files_under(NOTEBOOKS_DIR)
-    executed = [run_notebook(path, data / "notebooks" / f"{path.stem}.ipynb", parameters,
-                             progress=False) for path in notebook_paths()]
+    executed = run_in_parallel(notebook_paths(), data / "notebooks", parameters)
     assert files_under(NOTEBOOKS_DIR) == before, "a notebook wrote under notebooks/"
     assert [p.name for p in executed] == [f"{p.stem}.ipynb" for p in SOURCES]
     for stem in ["fig01_cohort", "fig01_curation", "fig01_acquisition", "fig01_example_slices",

@@ -32,12 +32,21 @@ import torch
 from torch.utils.data import Dataset
 
 from neurossl.config import AugmentConfig, PreprocessConfig
-from neurossl.data.augment import apply_augment, build_augment, draw_augment
-from neurossl.data.augment_ops import apply_augment_params
 from neurossl.data.cache import config_hash, mask_file_for, read_index, text
 from neurossl.data.preprocess import deterministic_stage, item_stage, zscores_per_item
 
 ITEM_TEXT = ("scan_uid", "subject_id", "label", "dataset", "modality")
+
+
+def _augment_chain(augment: AugmentConfig | None):
+    """The training augmentation chain, or None. MONAI (whose import loads most of the library)
+    is imported only when a chain is configured, so evaluation-mode readers of the cache (the
+    probes, the notebooks' figures) start without it."""
+    if augment is None or not augment.enabled:
+        return None
+    from neurossl.data.augment import build_augment
+
+    return build_augment(augment)
 
 
 def item_seeds(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, int]:
@@ -68,7 +77,7 @@ class VolumeItems(Dataset, ABC):
         self.train = train
         self.preprocess = preprocess or PreprocessConfig()
         # One chain per dataset (and per worker copy): draw_augment reseeds all of it per item.
-        self.chain = build_augment(augment)
+        self.chain = _augment_chain(augment)
         self.augment_on_device = self.chain is not None and augment.on_device
         self.seed = int(seed)
         self.epoch = 0
@@ -102,6 +111,8 @@ class VolumeItems(Dataset, ABC):
         if not augmented:
             return image, None
         zscore = zscores_per_item(self.preprocess, modality)
+        from neurossl.data.augment import apply_augment, draw_augment
+
         if self.augment_on_device:
             return image, draw_augment(self.chain, augment_seed, tuple(image.shape), zscore)
         return apply_augment(image, self.chain, augment_seed, zscore), None
@@ -173,6 +184,8 @@ def batch_to_device(batch: dict, device: torch.device | str) -> dict:
     out = {name: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
            for name, value in batch.items() if name != "augment"}
     if "augment" in batch:
+        from neurossl.data.augment_ops import apply_augment_params
+
         out["image"] = apply_augment_params(out["image"], batch["augment"])
     return out
 
