@@ -78,7 +78,7 @@ cache_dir = data_dir / "cache"
 
 # %%
 runs = exported_encoders(data_dir, objectives)
-scans = downstream_scans(cache_dir, splits_dir)
+scans = downstream_scans(cache_dir, splits_dir, modalities=cfg.train.scan_modalities)
 encoders = {name: resolve_encoder(run) for name, run in runs.items()}
 encoders["random"] = random_twin(encoders[objectives[0]])
 features = {name: pooled_features(spec, cache_dir, scans["scan_uid"].tolist(), cfg,

@@ -25,8 +25,10 @@ from neurossl.progress import tqdm
 SCAN_COLUMNS = ["scan_uid", "subject_id", "dataset", "label", "modality"]
 
 
-def downstream_scans(cache_dir: str | Path, splits_dir: str | Path) -> pd.DataFrame:
-    """Every cached scan of the downstream (non-``pretrain``) partitions, once.
+def downstream_scans(cache_dir: str | Path, splits_dir: str | Path,
+                     modalities: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Every cached scan of the downstream (non-``pretrain``) partitions, once; only those of
+    ``modalities`` when given (MRI encoders are compared on MRI, head CT has its own task).
 
     Returns:
         Columns ``scan_uid, subject_id, dataset, label, modality``, sorted by dataset and scan.
@@ -35,6 +37,8 @@ def downstream_scans(cache_dir: str | Path, splits_dir: str | Path) -> pd.DataFr
     uids = set(splits.loc[splits["partition"] != "pretrain", "scan_uid"])
     index = read_index(cache_dir)
     scans = index[(index["status"] == "ok") & index["scan_uid"].isin(uids)]
+    if modalities is not None:
+        scans = scans[scans["modality"].isin(modalities)]
     if scans.empty:
         raise ValueError(f"no cached scans of {cache_dir} in the downstream partitions of {splits_dir}")
     scans = scans[SCAN_COLUMNS].astype(str).drop_duplicates("scan_uid")
