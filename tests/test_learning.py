@@ -55,6 +55,8 @@ def test_leave_one_out_mean_excludes_the_volume_itself():
 
 
 def test_reconstruction_rows_perfect_passes_zero_and_template_fail():
+    """DESIGN section 7: "MAE / SL-MAE: masked-voxel error and Pearson r against predicting zero
+    and against the per-position mean of the training volumes (a template prior)"."""
     truth = volumes()
     masked = torch.zeros_like(truth, dtype=torch.bool)
     masked[..., :8] = True
@@ -72,6 +74,8 @@ def test_reconstruction_rows_perfect_passes_zero_and_template_fail():
 
 
 def test_prediction_rows_against_the_mean_target():
+    """DESIGN section 7: "JEPA family: prediction error against predicting each position's mean
+    teacher target"."""
     g = torch.Generator().manual_seed(0)
     targets = torch.randn(5, 8, 4, generator=g)
     masked = torch.tensor([[0, 3, 5]] * 5)
