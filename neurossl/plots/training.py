@@ -42,6 +42,9 @@ def _series(records: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 def loss_summary(metrics: Mapping[str, Sequence[dict]], window: int = 3) -> pd.DataFrame:
     """First / last logged total loss of each run and whether it fell.
 
+    Whether the loss fell describes the log, it does not show that a run learned (a loss also
+    falls to a trivial solution): :func:`neurossl.analysis.learning.learning_checks` does.
+
     Args:
         metrics: objective -> its log records (``neurossl.train.trainer.read_metrics``).
         window: number of records averaged at each end (as in ``loss_fell``).

@@ -271,7 +271,12 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def loss_fell(records: list[dict], key: str = "loss", window: int = 3) -> bool:
-    """True when the mean of the last ``window`` logged values is below the first ``window``'s."""
+    """True when the mean of the last ``window`` logged values is below the first ``window``'s.
+
+    A trend of the log only, NOT evidence of learning: a loss also falls from random
+    initialisation to a trivial solution (zeros, a collapsed embedding, a uniform teacher).
+    Learning is judged by :func:`neurossl.analysis.learning.learning_checks`.
+    """
     values = [r[key] for r in records if key in r and math.isfinite(r[key])]
     if len(values) < 2 * window:
         return False
