@@ -163,3 +163,13 @@ def test_reconstruction_quality_columns(tmp_path):
     table = reconstruction_quality(run_folder(tmp_path, "slmae"), volumes())
     assert list(table.columns) == ["objective", "pearson_r", "psnr_db", "n_volumes"]
     assert table["objective"].item() == "slmae" and table["n_volumes"].item() == 6
+
+
+@pytest.mark.parametrize("name,roles", [("mae", ("student",)), ("moe_jepa", ("student", "teacher"))])
+def test_every_objective_logs_the_token_rank(name, roles):
+    """The trainer logs ``objective.monitor``: every objective has it, MoE-JEPA with contrasts."""
+    cfg = load_config("smoke", objective=name, overrides=["preprocess.crop_size=16", "preprocess.depth=16"])
+    objective = build_objective(cfg, SHAPE)
+    out = objective.monitor({"image": volumes(3), "modality": ["T1w", "T2w", "FLAIR"]})
+    assert set(out) == {f"{r}_{k}" for r in roles for k in ("token_rank", "pooled_rank", "pooled_std")}
+    assert out["student_token_rank"] > out["student_pooled_rank"] >= 1.0
