@@ -189,6 +189,23 @@ def _masks(objective, n: int, seed: int):
 
 
 @torch.no_grad()
+def mae_patches(objective, images: torch.Tensor, seed: int = 0):
+    """``(pred, truth, masked)``, each ``(V, N, P)``: an MAE's reconstruction of every tubelet in
+    the original intensity space, the input's tubelets, and True at the masked ones' voxels.
+
+    With ``norm_pix`` the prediction is mapped back with the TRUE patch mean and std (as MAE's
+    figures do), which hands the reconstruction each patch's statistics: such an r is optimistic.
+    """
+    keep, masked = _masks(objective, images.shape[0], seed)
+    pred = objective.reconstruct(images, keep)
+    st = objective.student
+    truth = patchify(images, st.tubelet_size, st.patch_size)
+    if objective.norm_pix:
+        pred = pred * (truth.var(-1, keepdim=True) + 1e-6).sqrt() + truth.mean(-1, keepdim=True)
+    return pred, truth, indices_to_mask(masked, truth.shape[1])[..., None].expand_as(truth)
+
+
+@torch.no_grad()
 def objective_rows(objective, batch: dict, p: float, seed: int = 0) -> list[dict]:
     """The objective-specific rows for held-out ``batch["image"]`` ``(V, C, D, H, W)``."""
     from neurossl.objectives.dino_mim import DINOMIM
@@ -200,15 +217,7 @@ def objective_rows(objective, batch: dict, p: float, seed: int = 0) -> list[dict
     images, name = batch["image"].float(), objective.name
     v = images.shape[0]
     if isinstance(objective, MAE):
-        keep, masked = _masks(objective, v, seed)
-        pred = objective.reconstruct(images, keep)
-        st = objective.student
-        truth = patchify(images, st.tubelet_size, st.patch_size)
-        if objective.norm_pix:  # back to intensities with the TRUE patch statistics (MAE's figures)
-            mean, std = truth.mean(-1, keepdim=True), (truth.var(-1, keepdim=True) + 1e-6).sqrt()
-            pred = pred * std + mean
-        is_masked = indices_to_mask(masked, truth.shape[1])[..., None].expand_as(truth)
-        return reconstruction_rows(name, pred, truth, is_masked, p=p)
+        return reconstruction_rows(name, *mae_patches(objective, images, seed), p=p)
     if isinstance(objective, JEPA):
         from neurossl.losses import layer_norm_targets
 
@@ -301,12 +310,6 @@ def reconstruction_quality(run_dir: str | Path, images: torch.Tensor, seed: int 
     if not isinstance(objective, MAE):
         raise ValueError(f"{run_dir}: {objective.name} does not reconstruct voxels")
     images = images.float()
-    keep, masked = _masks(objective, images.shape[0], seed)
-    pred = objective.reconstruct(images, keep)
-    st = objective.student
-    truth = patchify(images, st.tubelet_size, st.patch_size)
-    if objective.norm_pix:
-        pred = pred * (truth.var(-1, keepdim=True) + 1e-6).sqrt() + truth.mean(-1, keepdim=True)
-    sel = indices_to_mask(masked, truth.shape[1])[..., None].expand_as(truth)
+    pred, truth, sel = mae_patches(objective, images, seed)
     return pd.DataFrame([{"objective": objective.name, "pearson_r": pearson_r(pred[sel], truth[sel]),
                           "psnr_db": psnr_db(pred[sel], truth[sel]), "n_volumes": images.shape[0]}])
