@@ -6,10 +6,10 @@
 - ``contrastive``: SimCLR NT-Xent;
 - ``distillation``: DINO / iBOT self-distillation losses and teacher centering;
 - ``koleo``: DINOv2's KoLeo regulariser (spreads embeddings over the sphere);
-- ``collapse``: effective rank and per-dimension std (the JEPA collapse monitor).
+- ``collapse``: effective rank, per-dimension std and the one collapse monitor of every objective.
 """
 
-from neurossl.losses.collapse import effective_rank, per_dim_std
+from neurossl.losses.collapse import collapse_monitor, collapse_stats, effective_rank, per_dim_std
 from neurossl.losses.contrastive import nt_xent
 from neurossl.losses.distillation import (Centering, dino_loss, masked_token_distillation_loss,
                                           sinkhorn_knopp)
@@ -31,6 +31,8 @@ from neurossl.losses.variance_covariance import variance_covariance_loss, vcr_to
 __all__ = [
     "Centering",
     "SpectralLossSchedule",
+    "collapse_monitor",
+    "collapse_stats",
     "dino_loss",
     "effective_rank",
     "high_pass_mask",

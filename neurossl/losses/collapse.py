@@ -1,8 +1,19 @@
-"""Collapse monitor statistics for joint-embedding training (logged, never optimised)."""
+"""Collapse statistics for every objective (logged and checked, never optimised).
+
+A collapsed encoder maps everything to (nearly) one vector. The effective rank of a handful of
+POOLED embeddings cannot tell that from similar inputs: eight demo brains are near-identical, so
+their pooled embeddings are too, even for a healthy encoder. :func:`collapse_stats` therefore
+also scores the encoder's PATCH tokens of those volumes together, ``(V * N, D)``: a healthy
+encoder gives different positions and tissues different tokens (high rank) however alike the
+brains are, a collapsed one does not (rank near 1). :func:`collapse_monitor` is the one monitor
+the objectives log (``Objective.monitor``); :mod:`neurossl.analysis.learning` compares the same
+statistic with the random-initialisation twin's.
+"""
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 @torch.no_grad()
@@ -33,3 +44,39 @@ def per_dim_std(z: torch.Tensor) -> torch.Tensor:
     A dimension whose std falls towards 0 has collapsed to a constant.
     """
     return z.reshape(-1, z.shape[-1]).float().std(dim=0)
+
+
+@torch.no_grad()
+def collapse_stats(tokens: torch.Tensor) -> dict[str, float]:
+    """Collapse statistics of an encoder's output tokens for ``V`` volumes.
+
+    Args:
+        tokens: ``(V, N, D)`` patch tokens.
+
+    Returns:
+        ``token_rank``: effective rank of all ``V * N`` tokens together (1 when every token is
+        the same vector, whatever the inputs); ``pooled_rank``: effective rank of the ``(V, D)``
+        mean-pooled embeddings; ``pooled_std``: their mean per-dimension std over the volumes.
+    """
+    if tokens.ndim != 3:
+        raise ValueError(f"collapse_stats expects (V, N, D) tokens, got {tuple(tokens.shape)}")
+    tokens = tokens.float()
+    pooled = tokens.mean(dim=1)
+    return {"token_rank": effective_rank(tokens.reshape(-1, tokens.shape[-1])),
+            "pooled_rank": effective_rank(pooled),
+            "pooled_std": float(per_dim_std(pooled).mean()) if tokens.shape[0] > 1 else 0.0}
+
+
+@torch.no_grad()
+def collapse_monitor(networks: dict[str, nn.Module], images: torch.Tensor,
+                     **kwargs) -> dict[str, float]:
+    """:func:`collapse_stats` of each named encoder on ``images`` ``(B, C, D, H, W)``.
+
+    Returns ``{"<name>_token_rank", "<name>_pooled_rank", "<name>_pooled_std", ...}``;
+    ``kwargs`` go to every encoder (e.g. ``modality=``).
+    """
+    out = {}
+    for name, net in networks.items():
+        stats = collapse_stats(net(images, **kwargs))
+        out.update({f"{name}_{key}": value for key, value in stats.items()})
+    return out

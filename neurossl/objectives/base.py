@@ -91,7 +91,18 @@ class Objective(nn.Module):
                              f"teacher; export 'encoder'")
         self.export_key = key
 
+    def monitor_kwargs(self, batch: dict) -> dict:
+        """Extra encoder arguments for :meth:`monitor` (MoE-JEPA: the volumes' contrasts)."""
+        return {}
+
     @torch.no_grad()
     def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Cheap health metrics (e.g. the JEPA collapse monitor); empty by default."""
-        return {}
+        """The collapse monitor of every objective on the un-augmented ``batch["image"]``:
+        :func:`neurossl.losses.collapse.collapse_monitor` of the student (and the EMA teacher
+        where there is one), ``student_token_rank``, ``student_pooled_rank``, ..."""
+        from neurossl.losses.collapse import collapse_monitor
+
+        networks = {"student": self.student}
+        if hasattr(self, "teacher"):
+            networks["teacher"] = self.teacher
+        return collapse_monitor(networks, batch["image"], **self.monitor_kwargs(batch))

@@ -37,8 +37,7 @@ import math
 import torch
 
 from neurossl.config import Config, ViewConfig
-from neurossl.losses import (Centering, dino_loss, effective_rank, koleo_loss,
-                             masked_token_distillation_loss, per_dim_std)
+from neurossl.losses import Centering, dino_loss, koleo_loss, masked_token_distillation_loss
 from neurossl.masks import gather_tokens
 from neurossl.models import build_predictor
 from neurossl.objectives.base import Objective, StepInfo
@@ -169,12 +168,3 @@ class DINOMIM(Objective):
         for teacher, student in self.teachers():
             ema_update(teacher, student, momentum)
 
-    @torch.no_grad()
-    def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Collapse monitor: mean per-dim std and effective rank of pooled embeddings."""
-        out = {}
-        for role, net in (("student", self.student), ("teacher", self.teacher)):
-            pooled = net(batch["image"]).mean(dim=1).float()  # (B, D)
-            out[f"{role}_std"] = float(per_dim_std(pooled).mean())
-            out[f"{role}_rank"] = float(effective_rank(pooled))
-        return out

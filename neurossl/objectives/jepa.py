@@ -18,13 +18,7 @@ from __future__ import annotations
 import torch
 
 from neurossl.config import Config
-from neurossl.losses import (
-    effective_rank,
-    jepa_loss,
-    layer_norm_targets,
-    per_dim_std,
-    variance_covariance_loss,
-)
+from neurossl.losses import jepa_loss, layer_norm_targets, variance_covariance_loss
 from neurossl.masks import gather_tokens
 from neurossl.models import build_predictor
 from neurossl.models.vit import modality_index
@@ -104,13 +98,6 @@ class JEPA(Objective):
         """EMA update of the teacher, once per optimiser step."""
         ema_update(self.teacher, self.student, ema_momentum(info.step, info.total_steps, self.ema))
 
-    @torch.no_grad()
-    def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Collapse monitor: mean per-dimension std and effective rank of pooled embeddings."""
-        modality = self.modality_ids(batch)
-        out = {}
-        for role, net in (("student", self.student), ("teacher", self.teacher)):
-            pooled = net(batch["image"], modality=modality).mean(dim=1).float()  # (B, D)
-            out[f"{role}_std"] = float(per_dim_std(pooled).mean())
-            out[f"{role}_rank"] = float(effective_rank(pooled))
-        return out
+    def monitor_kwargs(self, batch: dict) -> dict:
+        """The contrasts of the monitored volumes (MoE-JEPA's modality embedding)."""
+        return {"modality": self.modality_ids(batch)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from neurossl.config import Config, ViewConfig
-from neurossl.losses import effective_rank, nt_xent, per_dim_std
+from neurossl.losses import nt_xent
 from neurossl.objectives.base import Objective, StepInfo
 from neurossl.objectives.common import encoder_from_config, gather_global
 from neurossl.objectives.heads import ProjectionHead
@@ -55,9 +55,3 @@ class SimCLR(Objective):
         loss = nt_xent(gather_global(z1), gather_global(z2), self.temperature)
         return {"loss": loss, "nt_xent": loss}
 
-    @torch.no_grad()
-    def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Collapse monitor on the un-augmented batch: mean per-dim std and effective rank."""
-        pooled = self.embed(batch["image"]).float()  # (B, D)
-        return {"student_std": float(per_dim_std(pooled).mean()),
-                "student_rank": float(effective_rank(pooled))}

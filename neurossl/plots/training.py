@@ -2,7 +2,8 @@
 
 A log record holds ``step`` and ``epoch``, the total ``loss``, one value per loss term (e.g.
 ``pixel`` and ``spectral_term`` for SL-MAE), the schedules (``lr``, ``wd``), the throughput and,
-for the JEPA family, the collapse monitor (``student_std``, ``student_rank``, ...).
+for every objective, the collapse monitor (``student_token_rank``, ``student_pooled_std``, ...;
+:func:`neurossl.losses.collapse.collapse_monitor`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def loss_fell(records: list[dict], key: str = "loss", window: int = 3) -> bool:
 
 def loss_summary(metrics: Mapping[str, Sequence[dict]], window: int = 3) -> pd.DataFrame:
     """First / last logged total loss of each run and whether it fell.
+
+    Whether the loss fell describes the log, it does not show that a run learned (a loss also
+    falls to a trivial solution): :func:`neurossl.analysis.learning.learning_checks` does.
 
     Args:
         metrics: objective -> its log records (the ``metrics.jsonl`` of a run folder).
@@ -122,7 +126,7 @@ def plot_loss_curves(metrics: Mapping[str, Sequence[dict]], ncols: int = 4) -> F
 
 
 def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | None:
-    """Embedding standard deviation and effective rank over training (JEPA-family collapse check).
+    """Pooled-embedding spread and token-level effective rank over training (collapse check).
 
     Args:
         metrics: objective -> its log records; runs without ``*_std`` / ``*_rank`` are skipped.
@@ -138,8 +142,10 @@ def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | Non
     fig = Figure(figsize=(9.0, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     palette = dict(zip(monitored, sns.color_palette(n_colors=len(monitored))))
-    for ax, suffix, label in zip(axes, MONITOR_SUFFIXES,
-                                 ["embedding std (per dimension, mean)", "effective rank"]):
+    # the token rank separates collapse from similar inputs (neurossl.losses.collapse)
+    for ax, suffix, label in zip(axes, ("_pooled_std", "_token_rank"),
+                                 ["pooled embedding std (per dimension, mean)",
+                                  "token effective rank"]):
         for name, records in monitored.items():
             for branch, style in (("student", "-"), ("teacher", "--")):
                 steps, values = _series(records, f"{branch}{suffix}")
@@ -149,7 +155,7 @@ def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | Non
         ax.set(xlabel="optimiser step", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title("Embedding spread")
-    axes[1].set_title("Embedding effective rank")
+    axes[1].set_title("Patch-token effective rank")
     axes[1].legend(fontsize=7, loc="best")
     fig.suptitle("Collapse monitor (a collapsed encoder: spread → 0, effective rank → 1)")
     return fig
