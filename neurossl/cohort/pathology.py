@@ -10,8 +10,8 @@ lesion volume) matched between classes, so that a representation must carry anat
   :func:`medial_temporal_loss`), NC spread all of it as diffuse cortical thinning. Total CSF,
   GM and WM fractions therefore match between classes.
 - glioma (G2 / G3 / G4): :func:`make_glioma` draws lesions of the same size, edema range and
-  fine texture at every grade; grade sets the boundary sharpness and irregularity and the
-  necrotic core.
+  fine texture at every grade, and a fluid core (a cyst at grade 2, necrosis at 3 / 4); grade
+  sets the sharpness and raggedness of the lesion's and the core's boundary.
 - autism (TD / ASD): :func:`apply_autism_effect` is a tiny diffuse GM change, below the
   subject-to-subject variation (near chance, as in the paper's ABIDE results).
 - head CT (NOICH / ICH): :func:`make_haemorrhage` adds an acute haematoma (50-80 HU).
@@ -149,10 +149,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def make_glioma(tissues: Tissues, grade: int, rng: np.random.Generator) -> Lesion:
     """Draw a glioma of WHO ``grade`` (2, 3, 4) for a subject.
 
-    The lesion is an irregular blob of radius ``r`` (larger with grade) with a soft edge
-    (sharper with grade), a necrotic core at grades 3 and 4, edema reaching
-    ``r (1 + e)`` along the white matter, and a high-frequency texture whose strength rises with
-    grade: the focal high-frequency content the spectral analysis looks for.
+    The lesion is a blob of radius ``r`` (the same range at every grade) whose edge sharpens and
+    whose outline (and that of its fluid core, the ``necrosis`` compartment: a cyst at grade 2)
+    grows more ragged with grade, with edema reaching ``r (1 + e)`` along the white matter and a
+    voxel-scale texture: the focal high-frequency content the spectral analysis looks for, which
+    rises with grade through the sharper, more ragged boundaries.
     """
     (r_lo, r_hi), edge, irregular, texture_std, necrosis_p, core_range, edema_range = GRADES[grade]
     voxel = float(tissues.affine[0, 0])
