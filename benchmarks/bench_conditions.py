@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/demo/cache"))
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/conditions.md"))
+    parser.add_argument("--tasks", nargs="*", default=[t for t, _ in TASKS], help="subset of the tasks")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.profile)
@@ -175,6 +176,8 @@ def main() -> None:
     template = load_template(cfg.cohort.resolution_mm)
     lines = []
     for task_name, contrast in TASKS:
+        if task_name not in args.tasks:
+            continue
         start = time.time()
         rows = task_scans(scans, cache_index, task_name, contrast)
         y, groups, uids = rows["y"].to_numpy(), rows["subject_id"].to_numpy(), rows["scan_uid"].tolist()

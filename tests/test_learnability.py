@@ -1,9 +1,11 @@
 """The demo cohort's labels are learnable where they should be, and only there.
 
 A fixed 150-subject cohort (one visit each, 32^3 volumes) is built once for this module. On the
-contrast that carries a task's signal, NC vs AD on T1w (atrophy: ventricles, cortex) and glioma
-grade 2 vs 3/4 on FLAIR (lesion size, necrosis, edema) must be read clearly above chance; autism
-on T1w (a very weak diffuse effect by design) must not be. Two readers:
+contrast that carries a task's signal, NC vs AD on T1w and glioma grade 2 vs 3/4 on FLAIR carry
+LOCAL signals with matched global statistics (issue 22: where the atrophy is, not how much; the
+lesion's boundary, not its size or composition), so coarse intensities must NOT read them
+(benchmarks/results/conditions.md has the positive controls that show the signals exist); autism
+on T1w (a tiny diffuse effect by design) is read by nothing. Two readers:
 
 - the ``voxels`` baseline (pooled intensities and their quantiles, logistic regression), every
   scan predicted out-of-fold over 5 folds grouped by subject;
@@ -104,21 +106,25 @@ def resnet_holdout_auc(cache: Path, config: Path, task_name: str, contrast: str)
     return bootstrap_ci(y[test], proba, "roc_auc", n_boot=1000, groups=subjects[test])
 
 
-# reader -> (its AUC, the lowest bound of a disease CI, the widest |AUC - 0.5| for autism): the
+# reader -> (its read, the highest point AUC on a disease task, the widest |AUC - 0.5| for autism): the
 # ResNet is tested on a third of the subjects, so its intervals are wider than the voxel probe's.
 # For autism that third is 10 subjects, whose AUC under no signal at all has a standard deviation
 # of ~0.19: only its interval covering chance is a fair test there, not its point (seen at 0.8,
 # interval 0.48-1.0, on a fresh install where the same code had passed before)
-READERS = {"voxels": (out_of_fold_auc, 0.6, 0.2), "resnet50": (resnet_holdout_auc, 0.5, None)}
+# The voxel probe's bound: on the demo cohort (800 subjects) it scores 0.52 (NC vs AD) and 0.54
+# (glioma), intervals covering 0.5. ResNet50-3D from scratch on ~30 volumes is not held to a bound
+# on the local signals (None): it is run, and its autism interval must cover chance.
+READERS = {"voxels": (out_of_fold_auc, 0.7, 0.2), "resnet50": (resnet_holdout_auc, None, None)}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("task, contrast", [("cognition_nc_vs_ad", "T1w"), ("glioma_grade2_vs_34", "FLAIR")])
-def test_disease_signals_are_read_well_above_chance(learnability_cohort, reader, task, contrast):
-    read, min_low, _ = READERS[reader]
+def test_coarse_intensities_do_not_read_the_local_disease_signals(learnability_cohort, reader, task, contrast):
+    read, max_point, _ = READERS[reader]
     ci = read(*learnability_cohort, task, contrast)
-    assert ci.low > min_low and ci.point > 0.75, ci
+    print(reader, task, ci)
+    assert max_point is None or ci.point < max_point, ci
 
 
 @pytest.mark.slow

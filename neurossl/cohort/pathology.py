@@ -9,8 +9,9 @@ lesion volume) matched between classes, so that a representation must carry anat
   spend part of it on medial-temporal atrophy (hippocampus and temporal horn,
   :func:`medial_temporal_loss`), NC spread all of it as diffuse cortical thinning. Total CSF,
   GM and WM fractions therefore match between classes.
-- glioma (G2 / G3 / G4): :func:`make_glioma` draws lesions of the same size and edema range at
-  every grade; grade sets the boundary sharpness, the texture heterogeneity and the necrotic core.
+- glioma (G2 / G3 / G4): :func:`make_glioma` draws lesions of the same size, edema range and
+  fine texture at every grade, and a fluid core (a cyst at grade 2, necrosis at 3 / 4); grade
+  sets the sharpness and raggedness of the lesion's and the core's boundary.
 - autism (TD / ASD): :func:`apply_autism_effect` is a tiny diffuse GM change, below the
   subject-to-subject variation (near chance, as in the paper's ABIDE results).
 - head CT (NOICH / ICH): :func:`make_haemorrhage` adds an acute haematoma (50-80 HU).
@@ -32,13 +33,16 @@ SEVERITY = MappingProxyType({"NC": (0.0, 0.0), "MCI": (0.45, 0.04), "AD": (0.8, 
 # Everyone's total atrophy: a class-independent load (what an AD subject spends on the medial
 # temporal lobe comes out of it, so it must exceed that) plus a yearly term beyond AGE_ONSET.
 ATROPHY_LOAD, AGE_ONSET, AGE_SLOPE = 0.6, 55.0, 0.012
-# Per grade: (radius mm range, edge width, boundary irregularity, texture std, necrosis chance,
-# necrotic core relative radius range, edema extent range relative to the radius). Radius and
-# edema ranges are the same at every grade, so lesion volume does not tell the grade.
+# Per grade: (radius mm range, edge width, boundary irregularity, texture std, fluid-core chance,
+# core relative radius range, edema extent range relative to the radius). Radius, edema, fine
+# texture and a fluid core (a cyst in grade 2, necrosis in grades 3 / 4) are the same at every
+# grade, so neither the lesion's volume nor its intensity mix tells the grade (a random patch
+# embedding reads both, benchmarks/results/conditions.md): the boundary's sharpness and
+# raggedness, of the lesion and of its core, do.
 GRADES = MappingProxyType({
-    2: ((9.0, 18.0), 0.30, 0.10, 0.05, 0.0, (0.0, 0.0), (0.3, 1.0)),
-    3: ((9.0, 18.0), 0.12, 0.30, 0.50, 0.7, (0.3, 0.5), (0.3, 1.0)),
-    4: ((9.0, 18.0), 0.07, 0.35, 0.75, 1.0, (0.4, 0.6), (0.3, 1.0)),
+    2: ((9.0, 18.0), 0.30, 0.08, 0.35, 1.0, (0.35, 0.55), (0.3, 1.0)),
+    3: ((9.0, 18.0), 0.12, 0.30, 0.35, 1.0, (0.35, 0.55), (0.3, 1.0)),
+    4: ((9.0, 18.0), 0.07, 0.40, 0.35, 1.0, (0.35, 0.55), (0.3, 1.0)),
 })
 
 
@@ -145,10 +149,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def make_glioma(tissues: Tissues, grade: int, rng: np.random.Generator) -> Lesion:
     """Draw a glioma of WHO ``grade`` (2, 3, 4) for a subject.
 
-    The lesion is an irregular blob of radius ``r`` (larger with grade) with a soft edge
-    (sharper with grade), a necrotic core at grades 3 and 4, edema reaching
-    ``r (1 + e)`` along the white matter, and a high-frequency texture whose strength rises with
-    grade: the focal high-frequency content the spectral analysis looks for.
+    The lesion is a blob of radius ``r`` (the same range at every grade) whose edge sharpens and
+    whose outline (and that of its fluid core, the ``necrosis`` compartment: a cyst at grade 2)
+    grows more ragged with grade, with edema reaching ``r (1 + e)`` along the white matter and a
+    voxel-scale texture: the focal high-frequency content the spectral analysis looks for, which
+    rises with grade through the sharper, more ragged boundaries.
     """
     (r_lo, r_hi), edge, irregular, texture_std, necrosis_p, core_range, edema_range = GRADES[grade]
     voxel = float(tissues.affine[0, 0])
