@@ -8,14 +8,20 @@ import pytest
 from neurossl import pipeline
 from neurossl.analysis.clustering import clustering_by_dataset
 from neurossl.analysis.spectral_energy import hf_energy_tables
-from neurossl.analysis.summaries import (hf_ordering, loss_verdict, nmi_summary, paired_verdict,
+from neurossl.analysis.summaries import (hf_ordering, learning_verdict, nmi_summary, paired_verdict,
                                          reconstruction_hf_summary)
 
 
-def test_loss_verdict_names_the_runs_whose_loss_did_not_fall():
-    losses = pd.DataFrame({"objective": ["mae", "jepa", "simclr"], "loss_fell": [True, False, False]})
-    assert loss_verdict(losses).startswith("loss did NOT fall for: jepa, simclr")
-    assert loss_verdict(losses.assign(loss_fell=True)) == "loss fell for every objective"
+def test_learning_verdict_names_failed_checks_beside_their_baselines():
+    checks = pd.DataFrame({"objective": ["mae", "mae", "jepa"],
+                           "check": ["recon_pearson_r", "token_rank", "prediction_error"],
+                           "model": [0.1, 40.0, 0.3], "trivial": [0.39, 18.0, 0.19],
+                           "passed": [False, True, False]})
+    text = learning_verdict(checks)
+    assert "**mae** FAILS recon_pearson_r (recon_pearson_r 0.1 vs 0.39; token_rank 40 vs 18)" in text
+    assert "**jepa** FAILS prediction_error" in text
+    assert text.endswith("Learned beyond the trivial baselines: none.")
+    assert learning_verdict(checks.assign(passed=True)).endswith("baselines: jepa, mae.")
 
 
 def test_paired_verdict_counts_intervals_on_each_side_of_zero():

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from neurossl.config import ConfigError, to_dict
-from neurossl.plots.training import loss_fell
 from neurossl.runtime.files import load_checkpoint
 from neurossl.runtime.schedules import cosine, linear, warmup_cosine
 from neurossl.train import checkpoint as ckpt
@@ -325,9 +324,3 @@ def test_torchrun_single_process_takes_the_ddp_path_bitwise_equal_to_a_plain_run
     log = (tmp_path / "one" / "final.pt.0.log").read_text()
     assert "model DistributedDataParallel, backend gloo" in log, log
     assert same_state(torch.load(tmp_path / "plain.pt"), torch.load(tmp_path / "one" / "final.pt"))
-
-
-def test_loss_fell_helper():
-    assert loss_fell([{"loss": v} for v in (5, 4, 3, 2, 1, 0.5)])
-    assert not loss_fell([{"loss": v} for v in (1, 2, 3, 4, 5, 6)])
-    assert not loss_fell([{"loss": 1.0}])

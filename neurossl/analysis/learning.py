@@ -29,12 +29,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from neurossl.config import load_config, read_yaml
 from neurossl.losses.collapse import collapse_stats
 from neurossl.masks import gather_tokens, indices_to_mask
 from neurossl.models import patchify
 from neurossl.objectives import build_objective
-from neurossl.train.checkpoint import latest_checkpoint, load_checkpoint
+from neurossl.analysis.runs import load_run_objective
 
 MIN_PEARSON_R = 0.5  # issue 22's bar for a reconstruction that carries anatomy
 RANK_FRACTION = 0.25  # a token rank below this share of the random twin's counts as collapse
@@ -152,27 +151,6 @@ def rank_row(objective: str, tokens: torch.Tensor, twin_tokens: torch.Tensor) ->
 
 
 # ----------------------------------------------------------------------------- run folders
-def load_objective(run_dir: str | Path, input_shape: tuple[int, int, int, int]):
-    """``(objective, cfg)`` of a pretraining run folder with its newest checkpoint, in eval mode.
-
-    The checkpoint holds the whole objective (decoder, predictor, heads, teacher): the exported
-    ``encoder.safetensors`` alone cannot predict anything to be scored.
-    """
-    run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{run_dir}: no config.yaml; is this a pretraining run folder?")
-    cfg = load_config(read_yaml(config_file).get("profile", "demo"), path=config_file)
-    folder = run_dir / "checkpoints"
-    last = folder / "last.pt"
-    checkpoint = last if last.exists() else latest_checkpoint(folder)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir}: no training checkpoint in {folder}")
-    objective = build_objective(cfg, input_shape)
-    objective.load_state_dict(load_checkpoint(checkpoint)["objective"])
-    return objective.eval(), cfg
-
-
 def random_twin(cfg, input_shape: tuple[int, int, int, int], seed: int = 0) -> torch.nn.Module:
     """The run's encoder at random initialisation (same config, seeded)."""
     torch.manual_seed(seed)
@@ -286,7 +264,7 @@ def learning_checks(run_dir: str | Path, images: torch.Tensor, modality: list[st
         higher_is_better, passed``.
     """
     shape = tuple(images.shape[1:])
-    objective, cfg = load_objective(run_dir, shape)
+    objective, cfg = load_run_objective(run_dir, shape)
     batch = {"image": images.float(), "modality": modality}
     rows = objective_rows(objective, batch, cfg.objective.loss_p, seed)
     mod = _modality(objective, batch)
@@ -306,7 +284,7 @@ def reconstruction_quality(run_dir: str | Path, images: torch.Tensor, seed: int 
     """
     from neurossl.objectives.mae import MAE
 
-    objective, _ = load_objective(run_dir, tuple(images.shape[1:]))
+    objective, _ = load_run_objective(run_dir, tuple(images.shape[1:]))
     if not isinstance(objective, MAE):
         raise ValueError(f"{run_dir}: {objective.name} does not reconstruct voxels")
     images = images.float()

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurossl.config import PreprocessConfig, load_config, read_yaml
+from neurossl.analysis.runs import load_run_objective, run_config
+from neurossl.config import PreprocessConfig
 from neurossl.masks import indices_to_mask
 from neurossl.models import patchify, unpatchify
-from neurossl.objectives import build_objective
 from neurossl.objectives.mae import MAE
-from neurossl.runtime.files import load_checkpoint
 
 RECONSTRUCTING = ("mae", "slmae")
 
@@ -35,21 +34,11 @@ def load_mae(run_dir: str | Path, input_shape: tuple[int, int, int, int]) -> MAE
         FileNotFoundError: no ``config.yaml`` or no ``checkpoints/last.pt`` in ``run_dir``.
         ValueError: the run's objective does not reconstruct voxels (not mae / slmae).
     """
-    run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{run_dir}: no config.yaml; is this a pretraining run folder?")
-    cfg = load_config(read_yaml(config_file).get("profile", "demo"), path=config_file)
+    cfg = run_config(run_dir)
     if cfg.objective.name not in RECONSTRUCTING:
         raise ValueError(f"{run_dir}: objective '{cfg.objective.name}' has no pixel decoder; "
                          f"reconstructions need one of {', '.join(RECONSTRUCTING)}")
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    if not checkpoint.exists():
-        raise FileNotFoundError(f"{run_dir}: no checkpoints/last.pt (the decoder is only saved in "
-                                "training checkpoints, not in encoder.safetensors)")
-    objective = build_objective(cfg, input_shape)
-    objective.load_state_dict(load_checkpoint(checkpoint)["objective"])
-    return objective.eval()
+    return load_run_objective(run_dir, input_shape)[0]
 
 
 @torch.no_grad()

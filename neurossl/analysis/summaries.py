@@ -1,6 +1,6 @@
 """One-paragraph readings of the notebooks' tables, as Markdown text.
 
-Each function states what a table says (did every run learn, does pretraining beat the random
+Each function states what a table says (which runs beat their trivial baselines, does pretraining beat the random
 twin, ...) so that the notebooks only display it and the wording is tested with the numbers.
 """
 
@@ -9,12 +9,19 @@ from __future__ import annotations
 import pandas as pd
 
 
-def loss_verdict(losses: pd.DataFrame) -> str:
-    """Whether every run's loss fell, from :func:`neurossl.plots.training.loss_summary`."""
-    stuck = losses.loc[~losses["loss_fell"].astype(bool), "objective"].tolist()
-    if not stuck:
-        return "loss fell for every objective"
-    return f"loss did NOT fall for: {', '.join(stuck)} (short runs are noisy: see below)"
+def learning_verdict(checks: pd.DataFrame) -> str:
+    """Per objective: the checks it passes and fails beside their trivial baselines, from
+    :func:`neurossl.analysis.heldout.learning_tables` (``objective, check, model, trivial,
+    passed``)."""
+    lines = []
+    for objective, rows in checks.groupby("objective", sort=False):
+        failed = rows.loc[~rows["passed"].astype(bool), "check"].tolist()
+        state = "passes every check" if not failed else f"FAILS {', '.join(failed)}"
+        detail = "; ".join(f"{r.check} {r.model:.3g} vs {r.trivial:.3g}" for r in rows.itertuples())
+        lines.append(f"- **{objective}** {state} ({detail})")
+    learned = sorted(set(checks["objective"]) - set(checks.loc[~checks["passed"].astype(bool), "objective"]))
+    lines.append(f"\nLearned beyond the trivial baselines: {', '.join(learned) if learned else 'none'}.")
+    return "\n".join(lines)
 
 
 def paired_verdict(paired: pd.DataFrame, objectives: list[str]) -> str:

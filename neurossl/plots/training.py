@@ -39,28 +39,19 @@ def _series(records: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(steps), np.asarray(values, dtype=float)
 
 
-def loss_fell(records: list[dict], key: str = "loss", window: int = 3) -> bool:
-    """True when the mean of the last ``window`` logged values is below the first ``window``'s."""
-    values = [r[key] for r in records if key in r and math.isfinite(r[key])]
-    if len(values) < 2 * window:
-        return False
-    return sum(values[-window:]) / window < sum(values[:window]) / window
-
-
 def loss_summary(metrics: Mapping[str, Sequence[dict]], window: int = 3) -> pd.DataFrame:
-    """First / last logged total loss of each run and whether it fell.
+    """First / last logged total loss of each run: a description of the log.
 
-    Whether the loss fell describes the log, it does not show that a run learned (a loss also
-    falls to a trivial solution): :func:`neurossl.analysis.learning.learning_checks` does.
+    A falling loss does not show that a run learned (a loss also falls to a trivial solution):
+    :func:`neurossl.analysis.learning.learning_checks` does.
 
     Args:
         metrics: objective -> its log records (the ``metrics.jsonl`` of a run folder).
-        window: number of records averaged at each end (as in ``loss_fell``).
+        window: number of records averaged at each end.
 
     Returns:
-        One row per objective: ``objective, steps, first_loss, last_loss, change_pct, loss_fell``
-        (means of the first / last ``window`` records; ``loss_fell`` is False when the log has
-        fewer than ``2 * window`` records).
+        One row per objective: ``objective, steps, first_loss, last_loss, change_pct`` (means of
+        the first / last ``window`` records).
     """
     rows = []
     for name, records in metrics.items():
@@ -73,7 +64,6 @@ def loss_summary(metrics: Mapping[str, Sequence[dict]], window: int = 3) -> pd.D
             "first_loss": first,
             "last_loss": last,
             "change_pct": 100.0 * (last - first) / abs(first) if first else float("nan"),
-            "loss_fell": loss_fell(list(records), window=window),
         })
     return pd.DataFrame(rows)
 
