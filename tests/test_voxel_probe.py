@@ -69,8 +69,8 @@ def test_probe_needs_every_class_in_training():
 
 
 def test_voxels_baseline_runs_as_a_frozen_job():
-    todo = jobs([], ["voxels"], ["frozen", "finetune"], ["a"])
-    assert [(s.name, m, t) for s, m, t in todo] == [("voxels", "frozen", "a")]
+    todo = jobs([], ["voxels"], ["frozen", "finetune"], ["glioma_grade2_vs_34"])
+    assert [(s.name, m, t) for s, m, t in todo] == [("voxels", "frozen", "glioma_grade2_vs_34")]
 
 
 def test_voxels_baseline_fits_on_train_and_val_and_scores_test(smoke_data, monkeypatch):
