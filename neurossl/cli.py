@@ -120,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = _config(args)
     from neurossl.data.coverage import task_files
     from neurossl.evaluate.runner import evaluate_all
-    from neurossl.evaluate.tasks import get_task
+    from neurossl.tasks import get_task
 
     tasks = [get_task(name) for name in args.task or cfg.evaluate.tasks]
     keys = [(task.dataset, task.split_task) for task in tasks]

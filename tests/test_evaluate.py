@@ -14,7 +14,8 @@ from neurossl.evaluate.fewshot import sample_per_class
 from neurossl.evaluate.fit import FitSettings, TokenItems, class_weights, fit_classifier, predict
 from neurossl.evaluate.heads import AttentiveProbe, LinearProbe, build_head
 from neurossl.evaluate.run import Evaluator
-from neurossl.evaluate.tasks import TASKS, fold_partitions, get_task, labelled, task_folds
+from neurossl.evaluate.tasks import fold_partitions, labelled, task_folds
+from neurossl.tasks import TASKS, get_task
 
 
 def test_heads_map_tokens_to_logits_and_ignore_token_order():

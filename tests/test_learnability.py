@@ -25,7 +25,7 @@ from neurossl.cli import main
 from neurossl.config import load_config
 from neurossl.data.cache import read_index
 from neurossl.evaluate.stats import bootstrap_ci
-from neurossl.evaluate.tasks import Task, get_task
+from neurossl.tasks import Task, get_task
 from neurossl.evaluate.voxel_probe import cached_intensity_features, cross_validated_voxels
 
 COHORT = {

@@ -13,7 +13,7 @@ from neurossl.data.scans_pattern import ADNI_PATTERN, compile_pattern, scans_fro
 from neurossl.data.scans_table import (
     LABELS, REQUIRED, ScansTableError, read_scans_table, validate_scans, write_scans_table,
 )
-from neurossl.evaluate.tasks import PAPER_TASKS, TASKS
+from neurossl.tasks import PAPER_TASKS, TASKS
 
 PAPER_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "paper-splits"
 

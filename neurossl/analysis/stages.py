@@ -20,7 +20,8 @@ from neurossl.config import Config
 from neurossl.data.cache import read_index
 from neurossl.evaluate.backbones import EncoderSpec, resolve_encoder
 from neurossl.pipeline import TABLE7
-from neurossl.evaluate.tasks import fold_partitions, get_task, task_folds
+from neurossl.evaluate.tasks import fold_partitions, task_folds
+from neurossl.tasks import get_task
 
 STAGES = ("pretrained", "fine-tuned")
 

@@ -27,7 +27,8 @@ from neurossl.evaluate.fewshot import sample_per_class, sample_test
 from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict
 from neurossl.evaluate.heads import build_head
 from neurossl.evaluate.metrics import classification_metrics
-from neurossl.evaluate.tasks import Task, fold_partitions, get_task, task_folds
+from neurossl.evaluate.tasks import fold_partitions, task_folds
+from neurossl.tasks import Task, get_task
 from neurossl.tasks import CT_INPUT
 from neurossl.evaluate.voxel_probe import cached_intensity_features, fit_predict_voxels
 from neurossl.models import save_encoder

@@ -16,9 +16,7 @@ import pandas as pd
 
 from neurossl.splits.audit import load_partition
 from neurossl.splits.files import read_splits
-from neurossl.tasks import PAPER_TASKS, TASKS, Task, get_task
-
-__all__ = ["PAPER_TASKS", "TASKS", "Task", "get_task", "task_folds", "labelled", "fold_partitions"]
+from neurossl.tasks import Task
 
 PARTITIONS = ("train", "val", "test")
 
