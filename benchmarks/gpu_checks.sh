@@ -7,9 +7,11 @@
 #   3. benchmarks/bench_augment.py --device cuda: the augmentation of a batch on the GPU
 #      (augment.on_device) against a loader worker's per-item cost;
 #   4. benchmarks/bench_pretrain.py --device cuda at the paper shape with the blocks compiled
-#      (train.compile=inductor), then with activation checkpointing (peak memory), then every
-#      objective at the demo and paper shapes eager (last: the longest part, and its page is
-#      rewritten after every objective).
+#      (train.compile=inductor), then with activation checkpointing (peak memory);
+#   5. benchmarks/bench_vs_monai.py --device cuda: neurossl's MAE against MONAI's at the paper
+#      shape;
+#   6. benchmarks/bench_pretrain.py --device cuda, every objective at the demo and paper shapes
+#      eager (last: the longest part, and its page is rewritten after every objective).
 #
 #   benchmarks/gpu_checks.sh OUT_DIR [CACHE_DIR SPLITS_DIR]
 #
@@ -72,6 +74,11 @@ timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --shapes paper
   --set train.activation_checkpointing=true --objectives jepa,simclr,dino_mim --spectral-cycles 0 \
   --out "$out/pretrain_cuda_checkpointing.md" >"$out/bench_pretrain_checkpointing.log" 2>&1 || status=1
 tail -n 12 "$out/bench_pretrain_checkpointing.log"
+
+section "MAE against MONAI"
+timeout "$limit" "$py" benchmarks/bench_vs_monai.py --device cuda --out "$out/vs_monai_cuda.md" \
+  >"$out/bench_vs_monai.log" 2>&1 || status=1
+tail -n 3 "$out/bench_vs_monai.log"
 
 section "pretraining benchmark"
 timeout "$limit" "$py" benchmarks/bench_pretrain.py --device cuda --spectral-cycles 2 \
