@@ -163,6 +163,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Every stage on the demo cohort: data, pretraining, evaluation, notebooks, summary."""
     from neurossl import pipeline
+    from neurossl.headlines import headline_summary
     from neurossl.paper import NotebookError
     from neurossl.summary import summarize_run
 
@@ -176,6 +177,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"neurossl demo: error: {exc}", file=sys.stderr)
         return 2
     print(summarize_run(run_dir, splits))
+    if args.until == "paper":
+        print(headline_summary(Path(args.out) / "tables"))
     return 0
 
 
