@@ -177,8 +177,11 @@ def test_ct_tasks_go_to_ct_encoders_and_their_own_random_twin(capsys):
     from neurossl.evaluate.backbones import EncoderSpec
     from neurossl.evaluate.runner import jobs
 
-    mae = EncoderSpec("mae", "mae", Path("mae.safetensors"), inputs=("T1w", "T2w", "FLAIR"))
-    fmct = EncoderSpec("dino_mim", "dino_mim", Path("ct.safetensors"), inputs=("CT",))
+    # as resolve_encoder builds them: with the saved config, a dict
+    mae = EncoderSpec("mae", "mae", Path("mae.safetensors"), trained={"train": {}},
+                      inputs=("T1w", "T2w", "FLAIR"))
+    fmct = EncoderSpec("dino_mim", "dino_mim", Path("ct.safetensors"), trained={"train": {}},
+                       inputs=("CT",))
     mri, ct = "glioma_grade2_vs_34", "headct_ich"
     todo = [(s.name, s.path, t) for s, _, t in jobs([mae, fmct], ["random", "voxels"], ["frozen"], [mri, ct])]
     assert ("mae", mae.path, ct) not in todo and ("mae", mae.path, mri) in todo

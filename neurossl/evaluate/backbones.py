@@ -10,7 +10,7 @@ volume's contrast index from ``batch["modality"]``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -52,7 +52,9 @@ class EncoderSpec:
     objective: str
     path: Path | None
     modalities: tuple[str, ...] = ()
-    trained: dict | None = None
+    # a dict: kept out of hashing and equality (the file identifies the encoder), so specs stay
+    # usable as set members and dict keys
+    trained: dict | None = field(default=None, compare=False, hash=False)
     inputs: tuple[str, ...] = ()
 
     @property
