@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=16)
     ap.add_argument("--tag", default="demo")
     ap.add_argument("--set", action="append", default=[])
-    ap.add_argument("--run-dir", default="/tmp/bench_learning_run")
+    ap.add_argument("--run-dir", default="runs/bench_learning", help="scratch run folder (under the ignored runs/)")
     ap.add_argument("--out")
     args = ap.parse_args()
     if args.summarise:
