@@ -99,7 +99,7 @@ def main() -> None:
     cfg = load_config("demo", objective=args.objective, overrides=overrides)
     env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     torch.manual_seed(cfg.train.seed)
-    uids = pretraining_scans(args.splits, read_index(args.cache), cfg.train.datasets, cfg.train.modalities)
+    uids = pretraining_scans(args.splits, read_index(args.cache), cfg.train.datasets, cfg.train.scan_modalities)
     train_uids, val_uids = split_validation(uids, args.val)
     dataset = CachedVolumeDataset(args.cache, train_uids, train=True, preprocess=cfg.preprocess,
                                   augment=cfg.augment, seed=cfg.train.seed)
