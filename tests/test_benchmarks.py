@@ -4,6 +4,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -57,3 +58,13 @@ def test_monai_twin_has_the_same_architecture():
 
     assert blocks(theirs.blocks) == len(ours.student.blocks) == s["depth"]
     assert blocks(theirs.decoder_blocks) == len(ours.decoder.decoder_blocks) == s["dec_depth"]
+
+
+def test_context_fill_keeps_a_constant_and_follows_a_ramp_but_not_noise():
+    fill = load("bench_context_fill")
+    visible = np.random.default_rng(0).random((16, 16, 16)) > 0.5
+    assert np.allclose(fill.context_fill(np.full((16, 16, 16), 3.0), visible, 2.0), 3.0)
+    ramp = np.broadcast_to(np.linspace(-1, 1, 16)[:, None, None], (16, 16, 16)).copy()
+    noise = np.random.default_rng(1).standard_normal((2, 16, 16, 16))
+    assert fill.score(np.stack([ramp, ramp]), size=4, ratio=0.5, sigma=1.0) > 0.9
+    assert abs(fill.score(noise, size=4, ratio=0.5, sigma=1.0)) < 0.1
