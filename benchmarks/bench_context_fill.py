@@ -14,9 +14,6 @@ tubelet sizes, mask ratios and kernel widths. Masks come from the objective's ow
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,6 +25,7 @@ from neurossl.config import load_config
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.masks import RandomMaskGenerator3D, indices_to_mask
+from neurossl.models import unpatchify
 from neurossl.train.pretrain import pretraining_scans
 
 
@@ -46,39 +44,33 @@ def context_fill(volume: np.ndarray, visible: np.ndarray, sigma: float) -> np.nd
     return num / np.maximum(den, 1e-12)
 
 
-def voxel_mask(grid: tuple[int, int, int], masked: torch.Tensor, size: int) -> np.ndarray:
-    """``(N,)`` bool over the token grid -> ``(D, H, W)`` bool over the voxels of cubic tubelets."""
-    m = masked.reshape(grid).numpy()
-    return m.repeat(size, 0).repeat(size, 1).repeat(size, 2)
-
-
 def score(volumes: np.ndarray, size: int, ratio: float, sigma: float, seed: int = 0) -> float:
     """Masked-voxel r of the context fill over ``volumes`` ``(V, D, H, W)`` (D, H, W divisible
     by ``size``), one random mask of ``ratio`` per volume."""
     grid = tuple(s // size for s in volumes.shape[1:])
     masks = RandomMaskGenerator3D(grid, ratio)
     _, masked = masks(len(volumes), generator=torch.Generator().manual_seed(seed))
-    is_masked = indices_to_mask(masked, int(np.prod(grid)))
+    is_masked = indices_to_mask(masked, int(np.prod(grid)))  # (V, N)
+    # the tokens' voxels in the encoder's own tubelet order
+    voxels = unpatchify(is_masked[..., None].expand(-1, -1, size ** 3), grid, size, size)[:, 0]
     preds, truths = [], []
-    for x, m in zip(volumes, is_masked):
-        vox = voxel_mask(grid, m, size)
+    for x, vox in zip(volumes, voxels.numpy()):
         preds.append(context_fill(x, ~vox, sigma)[vox])
         truths.append(x[vox])
     return pearson_r(torch.from_numpy(np.concatenate(preds)), torch.from_numpy(np.concatenate(truths)))
 
 
 def validation_volumes(cache: str, splits: str, n: int) -> np.ndarray:
-    """The ``n`` validation volumes of ``bench_learning.py`` (the MAE's pretraining pool)."""
-    spec = importlib.util.spec_from_file_location("bench_learning", Path(__file__).with_name("bench_learning.py"))
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_learning"] = bench
-    spec.loader.exec_module(bench)
+    """The ``n`` validation volumes of ``bench_learning.py`` (the MAE's pretraining pool),
+    ``(n, D, H, W)``. Run as a script, ``benchmarks/`` is on the import path."""
+    from bench_learning import split_validation, stack
+
     cfg = load_config("demo", objective="mae")
     uids = pretraining_scans(splits, read_index(cache), cfg.train.datasets, cfg.train.scan_modalities)
-    _, val = bench.split_validation(uids, n)
+    _, val = split_validation(uids, n)
     data = CachedVolumeDataset(cache, val, train=False, preprocess=cfg.preprocess,
                                augment=cfg.augment, seed=cfg.train.seed)
-    return np.stack([data[i]["image"][0].numpy() for i in range(len(data))])
+    return stack(data)["image"][:, 0].numpy()
 
 
 def main() -> None:
