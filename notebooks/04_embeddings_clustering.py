@@ -55,6 +55,7 @@ from neurossl.analysis.stages import stage_analyses, stage_encoders, stage_table
 from neurossl.analysis.summaries import nmi_summary
 from neurossl.config import load_config
 from neurossl.evaluate.backbones import random_twin, resolve_encoder
+from neurossl.evaluate.feature_store import cache_feature_store
 from neurossl.runtime.device import resolve_device
 from neurossl.evaluate.tables import write_table
 from neurossl.objectives import OBJECTIVES
@@ -74,15 +75,19 @@ cache_dir = data_dir / "cache"
 # ## Features of every downstream scan
 #
 # Evaluation-mode items (no augmentation, fixed slice axis and centre crop), so the features are
-# deterministic. The random twin copies the architecture of the first encoder listed.
+# deterministic. The random twin copies the architecture of the first encoder listed. Features
+# that evaluation already computed are read from the cache's feature store (`<cache>/features`,
+# keyed by each encoder's weights and the scans' cache keys); the rest are encoded here and kept.
 
 # %%
 runs = exported_encoders(data_dir, objectives)
 scans = downstream_scans(cache_dir, splits_dir, modalities=cfg.train.scan_modalities)
 encoders = {name: resolve_encoder(run) for name, run in runs.items()}
 encoders["random"] = random_twin(encoders[objectives[0]])
+store = cache_feature_store(cache_dir)  # what evaluation computed is read, not encoded again
 features = {name: pooled_features(spec, cache_dir, scans["scan_uid"].tolist(), cfg,
-                                  batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
+                                  batch_size=cfg.evaluate.batch_size, device=resolve_device(device),
+                                  store=store)
             for name, spec in encoders.items()}
 scans.groupby(["dataset", "modality", "label"]).size().unstack(fill_value=0)
 
@@ -148,7 +153,8 @@ fig
 # %%
 test_scans = task_test_scans(TABLE7_TASK, cache_dir, splits_dir)
 stages = stage_analyses(stage_encoders(encoders, data_dir / "eval", TABLE7_TASK), test_scans, cache_dir,
-                        cfg, batch_size=cfg.evaluate.batch_size, device=resolve_device(device))
+                        cfg, batch_size=cfg.evaluate.batch_size, device=resolve_device(device),
+                        store=store)
 table7 = stage_table(stages).round(4)
 write_table(table7, tables_dir / "tab04_table7_pretrained_vs_finetuned")
 display(Markdown(f"{len(test_scans)} test scans of `{TABLE7_TASK}`\n\n" + table7.to_markdown()))

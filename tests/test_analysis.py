@@ -65,13 +65,6 @@ def noise(shape=SHAPE, seed=0):
 # ----------------------------------------------------------------------------- embeddings
 
 
-@pytest.mark.slow  # umap-learn JIT-compiles its numba kernels on first use (10-20 s)
-def test_umap_shape():
-    features, _ = blobs()
-    coords = embed_2d(features, "umap", seed=0)
-    assert coords.shape == (60, 2) and np.all(np.isfinite(coords))
-
-
 def test_embed_rejects_bad_input():
     features, _ = blobs()
     with pytest.raises(ValueError, match="unknown embedding method"):

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from neurossl.config import load_config
 from neurossl.data.cache import read_index
@@ -30,6 +31,49 @@ def test_heads_map_tokens_to_logits_and_ignore_token_order():
         torch.testing.assert_close(head(tokens[:, perm]), logits, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="unknown probe head"):
         build_head("mlp", 16, 2)
+
+
+def v_jepa_attentive_probe(probe: AttentiveProbe, tokens: torch.Tensor) -> torch.Tensor:
+    """The probe's function as V-JEPA's attentive pooler writes it, keys and values per token.
+
+    From its ``CrossAttention.forward``:
+    ``q = self.q(q).reshape(B, n, self.num_heads, C // self.num_heads).permute(0, 2, 1, 3)``,
+    ``kv = self.kv(x).reshape(B, N, 2, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)``,
+    ``q = F.scaled_dot_product_attention(q, k, v)``, ``q = q.transpose(1, 2).reshape(B, n, C)``,
+    ``q = self.proj(q)``; and its block: ``y = self.xattn(q, self.norm1(x))``, ``q = q + y``,
+    ``q = q + self.mlp(self.norm2(q))``.
+    """
+    attn = probe.attn
+    q = probe.query_tokens.expand(tokens.shape[0], -1, -1)
+    x = probe.norm1(tokens)
+    B, n, C = q.shape
+    N, heads = x.shape[1], attn.num_heads
+    qh = attn.q(q).reshape(B, n, heads, C // heads).permute(0, 2, 1, 3)
+    kv = attn.kv(x).reshape(B, N, 2, heads, C // heads).permute(2, 0, 3, 1, 4)
+    y = F.scaled_dot_product_attention(qh, kv[0], kv[1]).transpose(1, 2).reshape(B, n, C)
+    q = q + attn.proj(y)
+    q = q + probe.mlp(probe.norm2(q))
+    return probe.linear(q.mean(dim=1))
+
+
+@pytest.mark.parametrize("heads, queries", [(1, 1), (4, 1), (2, 3)])
+def test_attentive_probe_is_v_jepas_pooler_without_per_token_keys(heads, queries):
+    # the probe never forms keys and values per token; its outputs and gradients are the pooler's
+    torch.manual_seed(heads * 10 + queries)
+    probe = AttentiveProbe(16, 3, num_heads=heads, num_queries=queries)
+    with torch.no_grad():  # a LayerNorm affine and biases away from their initial 1 / 0
+        for param in probe.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    tokens = (2.0 * torch.randn(5, 40, 16) + 0.5).requires_grad_()
+    ours = probe(tokens)
+    reference = v_jepa_attentive_probe(probe, tokens)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(ours.square().sum(), [tokens, *probe.parameters()])
+    expected = torch.autograd.grad(reference.square().sum(), [tokens, *probe.parameters()])
+    for got, want in zip(grads, expected):
+        # the key bias's gradient is 0 in exact arithmetic (the softmax ignores a shift), so the
+        # pooler's is rounding noise: compare on the scale of each gradient
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * max(1.0, float(want.abs().max())))
 
 
 def test_attentive_probe_can_single_out_one_token():

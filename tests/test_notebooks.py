@@ -8,6 +8,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import jupytext
+import numpy as np
+import pandas as pd
 import pytest
 
 from neurossl.paper import (NOTEBOOKS_DIR, REPO_ROOT, NotebookError, notebook_paths, run_notebook,
@@ -136,6 +138,11 @@ def test_smoke_run_of_every_notebook(smoke_data, smoke_eval, tmp_path):
             (out / "tables").glob(f"tab{number}_*")), f"notebook {number} wrote nothing"
     for objective in ["mae", "slmae", "jepa"]:
         assert (data / "pretrain" / objective / "encoder.safetensors").is_file()
+    # the one UMAP run of the suite (umap-learn compiles its numba kernels anew in every process)
+    clustering = pd.read_csv(out / "tables" / "tab04_clustering.csv")
+    umap_scores = clustering[["silhouette (umap)", "nmi (umap)"]].to_numpy()
+    assert len(clustering) and np.isfinite(umap_scores).all()
+    assert (np.abs(clustering["silhouette (umap)"]) <= 1).all() and (clustering["nmi (umap)"] >= 0).all()
     for path in executed:  # papermill's kernel: progress bars as text, no widgets
         text = path.read_text()
         assert "application/vnd.jupyter.widget-view+json" not in text, path.name

@@ -15,11 +15,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from neurossl.config import Config
+from neurossl.config import Config, PreprocessConfig
 from neurossl.data.cache import read_index
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.splits.files import read_splits
 from neurossl.evaluate.backbones import EncoderSpec, build_token_encoder, encoder_preprocess, resolve_encoder
+from neurossl.evaluate.feature_store import FeatureStore
 from neurossl.progress import tqdm
 
 SCAN_COLUMNS = ["scan_uid", "subject_id", "dataset", "label", "modality"]
@@ -53,6 +54,7 @@ def pooled_features(
     cfg: Config,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
+    store: FeatureStore | None = None,
 ) -> np.ndarray:
     """Mean of the final tokens of a frozen encoder for each scan (evaluation-mode items).
 
@@ -65,14 +67,36 @@ def pooled_features(
             agree with ``cfg`` on the input's shape.
         batch_size: volumes per forward pass.
         device: where the encoder runs.
+        store: where features computed before (by evaluation) are read and new ones kept
+            (:func:`~neurossl.evaluate.feature_store.cache_feature_store`), or None.
 
     Returns:
         ``(N, embed_dim)`` float32 features.
     """
     spec = encoder if isinstance(encoder, EncoderSpec) else resolve_encoder(encoder)
+    preprocess = encoder_preprocess(spec, cfg)
+    keys = read_index(cache_dir).set_index("scan_uid")["key"]
+    unknown = sorted(set(scan_uids) - set(keys.index))
+    if unknown:
+        raise ValueError(f"{cache_dir}: {len(unknown)} scan(s) not in the cache's index.csv, "
+                         f"e.g. {', '.join(unknown[:3])}")
+    known = store.read(spec, preprocess) if store is not None else {}
+    missing = [u for u in dict.fromkeys(scan_uids) if keys[u] not in known]
+    if missing:
+        computed = dict(zip((keys[u] for u in missing),
+                            encode_pooled(spec, cache_dir, missing, preprocess, batch_size, device)))
+        known = {**known, **computed}
+        if store is not None:
+            store.add(spec, preprocess, computed)
+    return np.stack([known[keys[u]] for u in scan_uids]).astype(np.float32)
+
+
+@torch.no_grad()
+def encode_pooled(spec: EncoderSpec, cache_dir: str | Path, scan_uids: list[str],
+                  preprocess: PreprocessConfig, batch_size: int, device: str | torch.device) -> np.ndarray:
+    """Mean of ``spec``'s final tokens for each of ``scan_uids``: ``(N, embed_dim)`` float32."""
     model = build_token_encoder(spec).to(device).eval()
-    data = CachedVolumeDataset(cache_dir, list(scan_uids), train=False,
-                               preprocess=encoder_preprocess(spec, cfg))
+    data = CachedVolumeDataset(cache_dir, list(scan_uids), train=False, preprocess=preprocess)
     features = []
     for batch in tqdm(DataLoader(data, batch_size=batch_size), desc=f"features {spec.name}",
                       unit="batch", leave=False):

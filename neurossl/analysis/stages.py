@@ -19,6 +19,7 @@ from neurossl.analysis.features import pooled_features
 from neurossl.config import Config
 from neurossl.data.cache import read_index
 from neurossl.evaluate.backbones import EncoderSpec, resolve_encoder
+from neurossl.evaluate.feature_store import FeatureStore
 from neurossl.pipeline import TABLE7
 from neurossl.evaluate.tasks import fold_partitions, task_folds
 from neurossl.tasks import get_task
@@ -52,12 +53,14 @@ def stage_encoders(pretrained: dict[str, EncoderSpec], eval_dir: str | Path, tas
 
 def stage_analyses(encoders: dict[str, dict[str, EncoderSpec]], scans: pd.DataFrame,
                    cache_dir: str | Path, cfg: Config, batch_size: int = 8,
-                   device: str = "cpu") -> dict[str, dict[str, EmbeddingAnalysis]]:
+                   device: str = "cpu", store: FeatureStore | None = None,
+                   ) -> dict[str, dict[str, EmbeddingAnalysis]]:
     """Embed ``scans`` (``scan_uid``, ``label``) with every encoder of every stage and score the
     labels' clustering in the raw space and the t-SNE plane.
 
     Args:
         encoders: stage -> encoder name -> spec (see :func:`finetuned_encoders`).
+        store: the feature store to read and extend (:func:`pooled_features`), or None.
 
     Returns:
         stage -> encoder name -> :class:`EmbeddingAnalysis` (``coords["tsne"]`` kept for plots).
@@ -65,7 +68,7 @@ def stage_analyses(encoders: dict[str, dict[str, EncoderSpec]], scans: pd.DataFr
     uids, labels = scans["scan_uid"].tolist(), scans["label"].to_numpy()
     out = {}
     for stage, specs in encoders.items():
-        features = {name: (pooled_features(spec, cache_dir, uids, cfg, batch_size, device), labels)
+        features = {name: (pooled_features(spec, cache_dir, uids, cfg, batch_size, device, store), labels)
                     for name, spec in specs.items()}
         with threadpool_limits(1):  # t-SNE / k-means threads only thrash on a shared CPU
             out[stage] = analyse_encoders(features, methods=("tsne",))

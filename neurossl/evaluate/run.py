@@ -23,6 +23,7 @@ from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import (EncoderClassifier, EncoderSpec, ResNetClassifier,
                                          TokenClassifier, build_token_encoder,
                                          encoder_heads, encoder_preprocess)
+from neurossl.evaluate.feature_store import FeatureStore
 from neurossl.evaluate.fewshot import sample_per_class, sample_test
 from neurossl.evaluate.fit import FitSettings, LabelledItems, TokenItems, fit_classifier, predict
 from neurossl.evaluate.heads import build_head
@@ -69,16 +70,22 @@ class Evaluator:
             (None: every listed scan must be cached).
         export_dir: where fine-tuned encoders of ``evaluate.export_finetuned`` tasks are saved
             (first fold and seed), or None.
+        features: where the mean-pooled tokens of every scan a frozen encoder encodes are kept
+            for the embedding analysis (:class:`~neurossl.evaluate.feature_store.FeatureStore`),
+            or None.
     """
 
     def __init__(self, cfg: Config, cache_dir: str | Path, splits_dir: str | Path,
-                 usable: set[str] | None = None, export_dir: str | Path | None = None):
+                 usable: set[str] | None = None, export_dir: str | Path | None = None,
+                 features: FeatureStore | None = None):
         self.cfg, self.cache_dir, self.splits_dir = cfg, Path(cache_dir), Path(splits_dir)
         self.usable = usable
         self.export_dir = None if export_dir is None else Path(export_dir)
+        self.features = features
         self.last_model: torch.nn.Module | None = None
         index = read_index(cache_dir)
         self.labels = index.set_index("scan_uid")["label"]
+        self.cache_keys = index.set_index("scan_uid")["key"]
         self.modality = index.set_index("scan_uid")["modality"]
         self.device = resolve_device(cfg.train.device)
         retain_on_cpu(self.device, cfg.train.retain_host_memory)
@@ -96,7 +103,8 @@ class Evaluator:
 
     @torch.no_grad()
     def encode(self, spec: EncoderSpec, uids: list[str]) -> None:
-        """Encode (once) the tokens ``(N, D)`` per scan of ``uids`` with the frozen encoder."""
+        """Encode (once) the tokens ``(N, D)`` per scan of ``uids`` with the frozen encoder; their
+        means go to the feature store, when there is one."""
         cached = self.tokens.setdefault(f"{spec.name}:{spec.path}", {})
         missing = [u for u in dict.fromkeys(uids) if u not in cached]
         if not missing:
@@ -106,10 +114,15 @@ class Evaluator:
                                    preprocess=encoder_preprocess(spec, self.cfg))
         batches = DataLoader(data, batch_size=self.cfg.evaluate.batch_size,
                              num_workers=self.cfg.train.num_workers)
+        pooled = {}
         for batch in tqdm(batches, desc=f"encode {spec.name}", unit="batch", leave=False):
             tokens = encoder({**batch, "image": batch["image"].to(self.device)})
-            for uid, t in zip(batch["scan_uid"], tokens.to(torch.float16).cpu()):
+            means = tokens.mean(dim=1).float().cpu().numpy()
+            for uid, t, mean in zip(batch["scan_uid"], tokens.to(torch.float16).cpu(), means):
                 cached[uid] = t
+                pooled[self.cache_keys[uid]] = mean
+        if self.features is not None:
+            self.features.add(spec, encoder_preprocess(spec, self.cfg), pooled)
 
     def token_items(self, spec: EncoderSpec, frame: pd.DataFrame) -> TokenItems:
         cached = self.tokens[f"{spec.name}:{spec.path}"]

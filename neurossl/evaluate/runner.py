@@ -9,6 +9,9 @@ Output folder layout:
 - ``finetuned/<encoder>__<task>.safetensors``: encoders fine-tuned on an
   ``evaluate.export_finetuned`` task (first fold and seed), for the embedding analysis.
 
+The mean-pooled tokens of every scan a frozen encoder encodes go to the cache's feature store
+(``<cache_dir>/features``), where the embedding analysis finds them.
+
 Baselines: ``random`` is the first encoder's architecture with random weights, evaluated with
 the same protocol (on CT tasks, the first CT encoder's; MRI encoders are not probed on CT); ``resnet50`` is MONAI's ResNet50-3D trained from scratch (listed under
 ``finetune``, since all of its weights train); ``voxels`` is a logistic regression on
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from neurossl.config import Config
 from neurossl.evaluate.backbones import EncoderSpec, random_twin, resolve_encoder
+from neurossl.evaluate.feature_store import cache_feature_store
 from neurossl.evaluate.run import EvalOutput, Evaluator
 from neurossl.evaluate.tables import append_results
 from neurossl.progress import tqdm
@@ -102,7 +106,8 @@ def evaluate_all(cfg: Config, encoders: list[str | Path], baselines: list[str], 
     specs = [resolve_encoder(e) for e in encoders]
     modes = ["frozen", "finetune"] if mode == "both" else [mode]
     tasks = tasks or list(cfg.evaluate.tasks)
-    evaluator = Evaluator(cfg, cache_dir, splits_dir, usable, export_dir=out_dir / "finetuned")
+    evaluator = Evaluator(cfg, cache_dir, splits_dir, usable, export_dir=out_dir / "finetuned",
+                          features=cache_feature_store(cache_dir))
     todo = jobs(specs, baselines, modes, tasks, cfg.evaluate.resnet_tasks)
     for spec, m, task in tqdm(todo, desc="evaluate", unit="run"):
         save(evaluator.run(spec, task, m), out_dir, f"{spec.name}__{task}__{m}")
