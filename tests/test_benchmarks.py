@@ -68,3 +68,17 @@ def test_context_fill_keeps_a_constant_and_follows_a_ramp_but_not_noise():
     noise = np.random.default_rng(1).standard_normal((2, 16, 16, 16))
     assert fill.score(np.stack([ramp, ramp]), size=4, ratio=0.5, sigma=1.0) > 0.9
     assert abs(fill.score(noise, size=4, ratio=0.5, sigma=1.0)) < 0.1
+
+
+def test_probe_benchmark_times_the_same_function_both_ways():
+    probe = load("bench_probe")
+    torch.manual_seed(0)
+    ours = probe.AttentiveProbe(24, 2, num_heads=3)
+    per_token = probe.PerTokenProbe(24, 2, num_heads=3)
+    per_token.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        for param in ours.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+        per_token.load_state_dict(ours.state_dict())
+    tokens = torch.randn(4, 30, 24)
+    torch.testing.assert_close(per_token(tokens), ours(tokens), rtol=1e-5, atol=1e-5)

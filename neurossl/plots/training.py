@@ -129,7 +129,7 @@ def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | Non
                  if any(key.endswith(MONITOR_SUFFIXES) for r in records for key in r)}
     if not monitored:
         return None
-    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    fig = Figure(figsize=(9.0, 4.4), layout="constrained")
     axes = fig.subplots(1, 2)
     palette = dict(zip(monitored, sns.color_palette(n_colors=len(monitored))))
     # the token rank separates collapse from similar inputs (neurossl.losses.collapse)
@@ -146,6 +146,8 @@ def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | Non
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title("Embedding spread")
     axes[1].set_title("Patch-token effective rank")
-    axes[1].legend(fontsize=7, loc="best")
+    # below both panels: inside either one it covers lines (ranks span the whole axis)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=min(len(labels), 4))
     fig.suptitle("Collapse monitor (a collapsed encoder: spread → 0, effective rank → 1)")
     return fig
