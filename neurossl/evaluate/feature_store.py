@@ -51,7 +51,10 @@ class FeatureStore:
 
     def read(self, spec: EncoderSpec, preprocess: PreprocessConfig) -> dict[str, np.ndarray]:
         """Cache key -> ``(D,)`` features stored for ``spec`` (empty when none are)."""
-        path = self.path(spec, preprocess)
+        return self._load(self.path(spec, preprocess))
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, np.ndarray]:
         if not path.is_file():
             return {}
         try:
@@ -63,9 +66,9 @@ class FeatureStore:
 
     def add(self, spec: EncoderSpec, preprocess: PreprocessConfig, rows: dict[str, np.ndarray]) -> Path:
         """Merge ``rows`` (cache key -> ``(D,)``) into ``spec``'s file, written atomically."""
-        merged = {**self.read(spec, preprocess), **rows}
+        path = self.path(spec, preprocess)  # hashes the encoder's weights: once per call
+        merged = {**self._load(path), **rows}
         keys = sorted(merged)
-        path = self.path(spec, preprocess)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, keys=np.array(keys),

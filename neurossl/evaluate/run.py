@@ -110,8 +110,8 @@ class Evaluator:
         if not missing:
             return
         encoder = build_token_encoder(spec).to(self.device).eval()
-        data = CachedVolumeDataset(self.cache_dir, missing, train=False,
-                                   preprocess=encoder_preprocess(spec, self.cfg))
+        preprocess = encoder_preprocess(spec, self.cfg)
+        data = CachedVolumeDataset(self.cache_dir, missing, train=False, preprocess=preprocess)
         batches = DataLoader(data, batch_size=self.cfg.evaluate.batch_size,
                              num_workers=self.cfg.train.num_workers)
         pooled = {}
@@ -122,7 +122,7 @@ class Evaluator:
                 cached[uid] = t
                 pooled[self.cache_keys[uid]] = mean
         if self.features is not None:
-            self.features.add(spec, encoder_preprocess(spec, self.cfg), pooled)
+            self.features.add(spec, preprocess, pooled)
 
     def token_items(self, spec: EncoderSpec, frame: pd.DataFrame) -> TokenItems:
         cached = self.tokens[f"{spec.name}:{spec.path}"]
