@@ -332,6 +332,9 @@ class EvalConfig:
     head: str = "attentive"  # attentive (V-JEPA's attentive probe) | linear (mean-pooled tokens)
     num_queries: int = 1
     batch_size: int = 8
+    # frozen probes train on cached tokens, where a step costs little beyond its overhead;
+    # 0 = batch_size (the released protocol uses one batch size for both)
+    probe_batch_size: int = 0
     head_lr: float = 1e-3
     encoder_lr_scale: float = 0.1  # fine-tuning: encoder lr = head lr x this
     weight_decay: float = 0.05
@@ -537,6 +540,8 @@ LIMITS: dict[str, tuple[typing.Callable[[float], bool], str]] = {
     "model.tubelet_size": (lambda v: v >= 1, ">= 1"),
     "optim.accum_steps": (lambda v: v >= 1, ">= 1"),
     "optim.batch_size": (lambda v: v >= 1, ">= 1"),
+    "evaluate.batch_size": (lambda v: v >= 1, ">= 1"),
+    "evaluate.probe_batch_size": (lambda v: v >= 0, ">= 0 (0 = evaluate.batch_size)"),
 }
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neurossl.config import load_config
+from neurossl.config import ConfigError, load_config
 from neurossl.data.cache import read_index
 from neurossl.splits.files import read_splits
 from neurossl.evaluate import run as run_module
-from neurossl.evaluate.backbones import TokenClassifier, random_twin, resolve_encoder
+from neurossl.evaluate.backbones import EncoderSpec, TokenClassifier, random_twin, resolve_encoder
 from neurossl.evaluate.fewshot import sample_per_class
 from neurossl.evaluate.fit import FitSettings, TokenItems, class_weights, fit_classifier, predict
 from neurossl.evaluate.heads import AttentiveProbe, LinearProbe, build_head
@@ -337,6 +337,22 @@ def test_schedules_of_the_paper_protocol(smoke_data, smoke_runs):
     assert evaluator.settings(resnet, cognition, "finetune", 0, "d", epochs=180).epochs == 180
     spec = resolve_encoder(smoke_runs["mae"])
     assert encoder_heads(spec) == load_encoder(spec.path).num_heads
+
+
+def test_probe_batch_size_applies_to_frozen_probes_only(smoke_data):
+    e = load_config("smoke").evaluate
+    assert e.probe_batch_size == 0  # one batch size for both, as the released protocol
+    cfg = load_config("smoke", overrides=["evaluate.probe_batch_size=32"])
+    evaluator = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits")
+    mae, resnet = EncoderSpec("mae", "mae", None), EncoderSpec("resnet50", "none", None)
+    task = get_task("cognition_nc_vs_ad")
+    assert evaluator.settings(mae, task, "frozen", 0, "d").batch_size == 32
+    assert evaluator.settings(mae, task, "finetune", 0, "d").batch_size == e.batch_size
+    assert evaluator.settings(resnet, task, "finetune", 0, "d").batch_size == e.batch_size
+    plain = Evaluator(load_config("smoke"), smoke_data / "cache", smoke_data / "splits")
+    assert plain.settings(mae, task, "frozen", 0, "d").batch_size == e.batch_size
+    with pytest.raises(ConfigError, match="evaluate.probe_batch_size"):
+        load_config("smoke", overrides=["evaluate.probe_batch_size=-1"])
 
 
 def test_fewshot_fine_tunes_the_ssl_encoders_and_trains_resnet_for_its_own_epochs(smoke_data, smoke_runs,

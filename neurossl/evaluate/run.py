@@ -140,6 +140,7 @@ class Evaluator:
             return FitSettings(epochs or e.resnet_epochs, e.resnet_lr,
                                num_workers=self.cfg.train.num_workers, **common)
         if mode == "frozen":
+            common["batch_size"] = e.probe_batch_size or e.batch_size
             base_task = task.name.partition(":")[0]
             if spec.objective in JEPA_FAMILY and base_task in e.cross_domain_tasks and e.jepa_cross_domain_epochs:
                 common["warmup_epochs"] = e.jepa_cross_domain_warmup_epochs or e.warmup_epochs
@@ -179,7 +180,7 @@ class Evaluator:
         fit_classifier(model, data["train"], data["val"], parts["train"]["y"].to_numpy(),
                        task.num_classes, settings, self.device)
         self.last_model = model
-        proba, _ = predict(model, data["test"], self.device, e.batch_size)
+        proba, _ = predict(model, data["test"], self.device, settings.batch_size)
         return proba
 
     def intensity_features(self, frame: pd.DataFrame) -> np.ndarray:
