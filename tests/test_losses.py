@@ -485,6 +485,19 @@ def test_effective_rank_and_per_dim_std():
     assert torch.allclose(std, torch.tensor([math.sqrt(2.0), 0.0]))
 
 
+def test_centred_rank_ignores_a_component_every_token_shares():
+    # tokens spread over 4 directions around a large shared offset: the uncentred rank sees
+    # the offset (near 1), the centred one the 4 directions
+    torch.manual_seed(0)
+    spread = torch.cat([torch.eye(4), -torch.eye(4)]).repeat(8, 1) @ torch.linalg.qr(torch.randn(16, 4))[0].T
+    offset = 100.0 * torch.randn(16)
+    z = spread + offset
+    assert effective_rank(z) < 1.2
+    assert effective_rank(z, centre=True) == pytest.approx(4.0, abs=1e-6)
+    assert effective_rank(z, centre=True) == pytest.approx(effective_rank(spread, centre=True), abs=1e-9)
+    assert effective_rank(offset.expand(5, 16), centre=True) == 0.0  # identical tokens: nothing left
+
+
 def test_no_warning_on_normal_schedule_use():
     sched = SpectralLossSchedule(weight=0.1, every=2, start_epoch=0, warmup_epochs=0)
     with warnings.catch_warnings():

@@ -17,19 +17,26 @@ from torch import nn
 
 
 @torch.no_grad()
-def effective_rank(z: torch.Tensor) -> float:
+def effective_rank(z: torch.Tensor, centre: bool = False) -> float:
     """Effective rank (Roy & Vetterli, 2007): ``exp(H(p))`` with ``p = s / sum(s)``.
 
     ``s`` are the singular values of ``z`` as given (not centred, as in RankMe). A non-zero
     matrix scores in ``[1, min(N, D)]``: ``D`` for an orthogonal ``(D, D)`` matrix, 1 for a rank-1
     one; a zero matrix scores 0.
 
+    With ``centre`` the mean row is subtracted first: a vector shared by every row (a large
+    constant component) then no longer counts, so a low uncentred rank with a high centred one
+    means tokens that differ around a common offset, not tokens that are alike.
+
     Args:
         z: ``(N, D)`` embeddings (N samples or tokens).
     """
     if z.ndim != 2:
         raise ValueError(f"effective_rank expects (N, D), got {tuple(z.shape)}")
-    s = torch.linalg.svdvals(z.double())
+    z = z.double()
+    if centre:
+        z = z - z.mean(dim=0, keepdim=True)
+    s = torch.linalg.svdvals(z)
     if s.sum() == 0:
         return 0.0
     p = s / s.sum()
