@@ -21,10 +21,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from neurossl.analysis.learning import RANK_FRACTION, objective_rows, random_twin, rank_row, row
+from neurossl.analysis.learning import objective_rows, random_twin, rank_row
 from neurossl.config import load_config
 from neurossl.data.cache import read_index
-from neurossl.losses.collapse import effective_rank
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.objectives import build_objective
 from neurossl.train.distributed import init_distributed
@@ -45,15 +44,6 @@ def stack(dataset: CachedVolumeDataset) -> dict:
             "modality": [it["modality"] for it in items]}
 
 
-def centred_rank_row(objective: str, tokens: torch.Tensor, twin_tokens: torch.Tensor) -> dict:
-    """``centred_token_rank``: :func:`rank_row`'s statistic after subtracting the mean token, so
-    a component every token shares does not count (beside the same share of the twin's)."""
-    flat = [t.float().reshape(-1, t.shape[-1]) for t in (tokens, twin_tokens)]
-    model, twin = (effective_rank(t, centre=True) for t in flat)
-    floor = RANK_FRACTION * twin
-    return row(objective, "centred_token_rank", model, floor, tokens.shape[0], True, model >= floor)
-
-
 @torch.no_grad()
 def score(objective, twin, val: dict, p: float) -> list[dict]:
     """Every check on the validation batch, in eval mode (the objective's mode is restored)."""
@@ -62,7 +52,7 @@ def score(objective, twin, val: dict, p: float) -> list[dict]:
     kwargs = objective.monitor_kwargs(val) if getattr(objective, "modalities", ()) else {}
     tokens, twin_tokens = objective.encoder()(val["image"], **kwargs), twin(val["image"], **kwargs)
     rows.append(rank_row(objective.name, tokens, twin_tokens))
-    rows.append(centred_rank_row(objective.name, tokens, twin_tokens))
+    rows.append(rank_row(objective.name, tokens, twin_tokens, centre=True))
     objective.train()
     return rows
 

@@ -116,6 +116,13 @@ def test_rank_row_fails_a_collapsed_encoder_against_its_twin():
     twin = torch.randn(4, 64, 32, generator=g)
     assert rank_row("jepa", torch.randn(4, 64, 32, generator=g), twin)["passed"]
     assert not rank_row("jepa", torch.ones(4, 64, 32), twin)["passed"]
+    # tokens varied around a large shared offset: collapse by the uncentred rank, not centred
+    offset = torch.randn(4, 64, 32, generator=g) + 100.0 * torch.randn(32, generator=g)
+    assert not rank_row("jepa", offset, twin)["passed"]
+    centred = rank_row("jepa", offset, twin, centre=True)
+    assert centred["check"] == "centred_token_rank" and centred["passed"]
+    with pytest.raises(ValueError, match="rank_row expects"):
+        rank_row("jepa", torch.randn(64, 32), twin)
 
 
 def test_collapse_monitor_names_each_network():

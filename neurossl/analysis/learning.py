@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from neurossl.losses.collapse import collapse_stats
+from neurossl.losses.collapse import effective_rank
 from neurossl.masks import gather_tokens, indices_to_mask
 from neurossl.models import patchify
 from neurossl.objectives import build_objective
@@ -140,14 +140,22 @@ def prediction_rows(objective: str, pred: torch.Tensor, target: torch.Tensor,
     return [row(objective, "prediction_error", err, err_trivial, pred.shape[0], False)]
 
 
-def rank_row(objective: str, tokens: torch.Tensor, twin_tokens: torch.Tensor) -> dict:
-    """``token_rank``: effective rank of ``(V, N, D)`` patch tokens beside the random twin's.
+def rank_row(objective: str, tokens: torch.Tensor, twin_tokens: torch.Tensor,
+             centre: bool = False) -> dict:
+    """``token_rank``: effective rank of ``(V, N, D)`` patch tokens beside the random twin's
+    (``centred_token_rank`` with ``centre``: both after subtracting their mean token, so an offset
+    every token shares does not count; :func:`~neurossl.losses.collapse.effective_rank`).
 
     Passes when the rank is at least :data:`RANK_FRACTION` of the twin's (reported as trivial).
     """
-    model = collapse_stats(tokens)["token_rank"]
-    floor = RANK_FRACTION * collapse_stats(twin_tokens)["token_rank"]
-    return row(objective, "token_rank", model, floor, tokens.shape[0], True, model >= floor)
+    if tokens.ndim != 3 or twin_tokens.ndim != 3:
+        raise ValueError(f"rank_row expects (V, N, D) tokens, got {tuple(tokens.shape)} and "
+                         f"{tuple(twin_tokens.shape)}")
+    model, twin = (effective_rank(t.float().reshape(-1, t.shape[-1]), centre=centre)
+                   for t in (tokens, twin_tokens))
+    floor = RANK_FRACTION * twin
+    check = "centred_token_rank" if centre else "token_rank"
+    return row(objective, check, model, floor, tokens.shape[0], True, model >= floor)
 
 
 # ----------------------------------------------------------------------------- run folders
