@@ -81,8 +81,8 @@ metrics = {objective: read_metrics(run) for objective, run in runs.items()}
 # SL-MAE's masked-voxel Pearson r beside the per-position mean (a template), the JEPA family's
 # prediction error beside predicting each position's mean teacher target, SimCLR's retrieval of
 # the positive view beside chance, DINO-MIM's terms beside the uniform ln K, and every encoder's
-# token-level effective rank beside its random twin's (collapse). `passed` says whether the model
-# beats its baseline.
+# token-level effective rank with the mean token removed beside 2 (a collapsed encoder's tokens
+# vary along one direction or none). `passed` says whether the model beats its baseline.
 
 # %%
 checks, reconstruction = learning_tables(runs, data / "cache", splits)
@@ -122,8 +122,10 @@ fig
 # %% [markdown]
 # **Figure 2b.** The collapse monitor of every run over training: the spread (standard
 # deviation) of the volumes' pooled embeddings and the effective rank of the encoder's patch
-# tokens. A collapsing encoder maps every token to the same point (token rank towards one);
-# similar brains only bring the pooled spread down, which is why the token rank is the test.
+# tokens after removing their mean token. A collapsing encoder maps every token to the same
+# point (centred rank towards zero); similar brains only bring the pooled spread down, and an
+# offset every token shares only lowers the uncentred rank, which is why the centred token rank
+# is the test.
 
 # %%
 fig = plot_collapse_monitor(metrics)  # None when no run logged the monitor

@@ -8,6 +8,7 @@ import torch
 
 from neurossl.analysis.learning import (
     COLUMNS,
+    MIN_CENTRED_RANK,
     learning_checks,
     leave_one_out_mean,
     pearson_r,
@@ -106,7 +107,10 @@ def test_collapse_stats_tells_collapse_from_similar_inputs():
     # pooled rank alone calls both collapsed (similar inputs), the token rank tells them apart
     assert healthy["pooled_rank"] < 1.5 and collapsed["pooled_rank"] < 1.5
     assert collapsed["token_rank"] == pytest.approx(1.0, abs=0.05)
-    assert healthy["token_rank"] > 10
+    assert healthy["token_rank"] > 10 and healthy["centred_token_rank"] > 10
+    # centred, the rank ignores scale: rounding-level variation around the one vector counts as
+    # none, so the collapsed encoder scores 0, not the rank of its noise
+    assert collapsed["centred_token_rank"] == 0.0
     with pytest.raises(ValueError):
         collapse_stats(torch.randn(8, 32))
 
@@ -119,10 +123,18 @@ def test_rank_row_fails_a_collapsed_encoder_against_its_twin():
     # tokens varied around a large shared offset: collapse by the uncentred rank, not centred
     offset = torch.randn(4, 64, 32, generator=g) + 100.0 * torch.randn(32, generator=g)
     assert not rank_row("jepa", offset, twin)["passed"]
-    centred = rank_row("jepa", offset, twin, centre=True)
+    centred = rank_row("jepa", offset, centre=True)
     assert centred["check"] == "centred_token_rank" and centred["passed"]
+    assert centred["trivial"] == MIN_CENTRED_RANK
+    # tokens that differ along one direction only (a scalar per token): collapsed, centred too
+    line = torch.randn(4, 64, 1, generator=g) * torch.randn(32, generator=g) + 5.0
+    assert rank_row("jepa", line, centre=True)["model"] == pytest.approx(1.0)
+    assert not rank_row("jepa", line, centre=True)["passed"]
+    assert not rank_row("jepa", torch.ones(4, 64, 32), centre=True)["passed"]
     with pytest.raises(ValueError, match="rank_row expects"):
         rank_row("jepa", torch.randn(64, 32), twin)
+    with pytest.raises(ValueError, match="needs the random twin"):
+        rank_row("jepa", offset)
 
 
 def test_collapse_monitor_names_each_network():
@@ -132,6 +144,7 @@ def test_collapse_monitor_names_each_network():
 
     out = collapse_monitor({"student": Constant()}, torch.zeros(3, *SHAPE))
     assert out["student_token_rank"] == pytest.approx(1.0)
+    assert out["student_centred_token_rank"] == 0.0  # every token is the same vector
     assert out["student_pooled_std"] == 0.0
 
 
@@ -150,10 +163,10 @@ def run_folder(tmp_path, objective_name):
 
 
 @pytest.mark.parametrize("name,checks", [
-    ("mae", {"recon_pearson_r", "recon_error_vs_zero", "recon_error_vs_template", "token_rank"}),
-    ("jepa", {"prediction_error", "token_rank"}),
-    ("simclr", {"positive_retrieval", "token_rank"}),
-    ("dino_mim", {"teacher_entropy", "mim_term", "token_rank"}),
+    ("mae", {"recon_pearson_r", "recon_error_vs_zero", "recon_error_vs_template", "centred_token_rank"}),
+    ("jepa", {"prediction_error", "centred_token_rank"}),
+    ("simclr", {"positive_retrieval", "centred_token_rank"}),
+    ("dino_mim", {"teacher_entropy", "mim_term", "centred_token_rank"}),
 ])
 def test_learning_checks_of_an_untrained_run(tmp_path, name, checks):
     images = volumes()
@@ -178,5 +191,6 @@ def test_every_objective_logs_the_token_rank(name, roles):
     cfg = load_config("smoke", objective=name, overrides=["preprocess.crop_size=16", "preprocess.depth=16"])
     objective = build_objective(cfg, SHAPE)
     out = objective.monitor({"image": volumes(3), "modality": ["T1w", "T2w", "FLAIR"]})
-    assert set(out) == {f"{r}_{k}" for r in roles for k in ("token_rank", "pooled_rank", "pooled_std")}
+    assert set(out) == {f"{r}_{k}" for r in roles
+                        for k in ("token_rank", "centred_token_rank", "pooled_rank", "pooled_std")}
     assert out["student_token_rank"] > out["student_pooled_rank"] >= 1.0

@@ -89,7 +89,8 @@ def test_simclr_ct_channels_and_monitor():
     out["loss"].backward()
     assert obj.student.patch_embed.proj.weight.grad is not None
     health = obj.monitor(data)
-    assert set(health) == {"student_token_rank", "student_pooled_rank", "student_pooled_std"}
+    assert set(health) == {"student_token_rank", "student_centred_token_rank", "student_pooled_rank",
+                           "student_pooled_std"}
     assert health["student_pooled_std"] > 0 and 1.0 <= health["student_pooled_rank"] <= 4.0
     # the tokens of the two volumes together have far more directions than the 2 pooled ones
     assert health["student_token_rank"] > health["student_pooled_rank"]
@@ -197,7 +198,8 @@ def test_dino_mim_runs_on_three_channel_ct():
     assert obj.student.patch_embed.proj.weight.grad.shape[1] == 3
     health = obj.monitor(ct)
     assert set(health) == {f"{role}_{key}" for role in ("student", "teacher")
-                           for key in ("token_rank", "pooled_rank", "pooled_std")}
+                           for key in ("token_rank", "centred_token_rank", "pooled_rank",
+                                       "pooled_std")}
 
 
 def test_dino_mim_state_dict_round_trip_restores_centre_and_teacher():

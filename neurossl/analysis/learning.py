@@ -12,9 +12,15 @@ trivial solution. Every check here scores a run on held-out volumes beside that 
   views, beside chance ``1 / (2B - 1)``.
 - DINO-MIM (``teacher_entropy``, ``mim_term``): the teacher's entropy and the MIM cross-entropy,
   beside their uniform value ``ln K``.
-- every objective (``token_rank``): the effective rank of the exported encoder's patch tokens
-  over the volumes (:func:`neurossl.losses.collapse.collapse_stats`), beside a quarter of the
-  random-initialisation twin's (the threshold a collapsed encoder falls below).
+- every objective (``centred_token_rank``): the effective rank of the exported encoder's patch
+  tokens over the volumes after subtracting their mean token
+  (:func:`neurossl.losses.collapse.collapse_stats`), beside :data:`MIN_CENTRED_RANK`. A
+  collapsed encoder gives every token the same vector (centred rank 0) or tokens that differ
+  along one direction only (1), however different the volumes; similar inputs do not lower it.
+  Centred, because a component every token shares lowers the uncentred rank of a healthy
+  encoder too; an absolute floor, because encoders that learn concentrate their tokens on far
+  fewer directions than the random twin's near-isotropic ones
+  (``benchmarks/results/learning_curves.md``).
 
 :func:`learning_checks` returns one row per (objective, check): ``objective, check, model,
 trivial, n_volumes, passed`` (``higher_is_better`` says which way ``passed`` compares).
@@ -36,7 +42,8 @@ from neurossl.objectives import build_objective
 from neurossl.analysis.runs import load_run_objective
 
 MIN_PEARSON_R = 0.5  # issue 22's bar for a reconstruction that carries anatomy
-RANK_FRACTION = 0.25  # a token rank below this share of the random twin's counts as collapse
+RANK_FRACTION = 0.25  # an uncentred token rank below this share of the random twin's: collapse
+MIN_CENTRED_RANK = 2.0  # tokens that vary along fewer directions than this have collapsed
 COLUMNS = ["objective", "check", "model", "trivial", "n_volumes", "higher_is_better", "passed"]
 
 
@@ -140,20 +147,26 @@ def prediction_rows(objective: str, pred: torch.Tensor, target: torch.Tensor,
     return [row(objective, "prediction_error", err, err_trivial, pred.shape[0], False)]
 
 
-def rank_row(objective: str, tokens: torch.Tensor, twin_tokens: torch.Tensor,
+def rank_row(objective: str, tokens: torch.Tensor, twin_tokens: torch.Tensor | None = None,
              centre: bool = False) -> dict:
-    """``token_rank``: effective rank of ``(V, N, D)`` patch tokens beside the random twin's
-    (``centred_token_rank`` with ``centre``: both after subtracting their mean token, so an offset
-    every token shares does not count; :func:`~neurossl.losses.collapse.effective_rank`).
+    """``token_rank``: effective rank of ``(V, N, D)`` patch tokens; passes when it is at least
+    :data:`RANK_FRACTION` of the random twin's (reported as trivial).
 
-    Passes when the rank is at least :data:`RANK_FRACTION` of the twin's (reported as trivial).
+    With ``centre`` (``centred_token_rank``, the collapse check of :func:`learning_checks`): the
+    rank after subtracting the mean token, so an offset every token shares does not count
+    (:func:`~neurossl.losses.collapse.effective_rank`); passes when it is at least
+    :data:`MIN_CENTRED_RANK` (reported as trivial); ``twin_tokens`` may be None then.
     """
-    if tokens.ndim != 3 or twin_tokens.ndim != 3:
-        raise ValueError(f"rank_row expects (V, N, D) tokens, got {tuple(tokens.shape)} and "
-                         f"{tuple(twin_tokens.shape)}")
-    model, twin = (effective_rank(t.float().reshape(-1, t.shape[-1]), centre=centre)
-                   for t in (tokens, twin_tokens))
-    floor = RANK_FRACTION * twin
+    if twin_tokens is None and not centre:
+        raise ValueError("rank_row: the uncentred token rank needs the random twin's tokens")
+    shapes = [tuple(t.shape) for t in (tokens, twin_tokens) if t is not None]
+    if any(len(s) != 3 for s in shapes):
+        raise ValueError(f"rank_row expects (V, N, D) tokens, got {' and '.join(map(str, shapes))}")
+    model = effective_rank(tokens.float().reshape(-1, tokens.shape[-1]), centre=centre)
+    if centre:
+        floor = MIN_CENTRED_RANK
+    else:
+        floor = RANK_FRACTION * effective_rank(twin_tokens.float().reshape(-1, tokens.shape[-1]))
     check = "centred_token_rank" if centre else "token_rank"
     return row(objective, check, model, floor, tokens.shape[0], True, model >= floor)
 
@@ -276,9 +289,8 @@ def learning_checks(run_dir: str | Path, images: torch.Tensor, modality: list[st
     batch = {"image": images.float(), "modality": modality}
     rows = objective_rows(objective, batch, cfg.objective.loss_p, seed)
     mod = _modality(objective, batch)
-    encoder, twin = objective.encoder(), random_twin(cfg, shape, seed)
     kwargs = {"modality": mod} if mod is not None else {}
-    rows.append(rank_row(objective.name, encoder(batch["image"], **kwargs), twin(batch["image"], **kwargs)))
+    rows.append(rank_row(objective.name, objective.encoder()(batch["image"], **kwargs), centre=True))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

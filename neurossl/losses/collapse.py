@@ -5,7 +5,10 @@ POOLED embeddings cannot tell that from similar inputs: eight demo brains are ne
 their pooled embeddings are too, even for a healthy encoder. :func:`collapse_stats` therefore
 also scores the encoder's PATCH tokens of those volumes together, ``(V * N, D)``: a healthy
 encoder gives different positions and tissues different tokens (high rank) however alike the
-brains are, a collapsed one does not (rank near 1). :func:`collapse_monitor` is the one monitor
+brains are, a collapsed one does not (rank near 1). The centred token rank subtracts the mean
+token first: a component every token shares (an offset a healthy encoder may carry) lowers the
+uncentred rank but not the centred one, so the centred rank is the one that decides collapse.
+:func:`collapse_monitor` is the one monitor
 the objectives log (``Objective.monitor``); :mod:`neurossl.analysis.learning` compares the same
 statistic with the random-initialisation twin's.
 """
@@ -17,7 +20,7 @@ from torch import nn
 
 
 @torch.no_grad()
-def effective_rank(z: torch.Tensor, centre: bool = False) -> float:
+def effective_rank(z: torch.Tensor, centre: bool = False, rtol: float = 1e-4) -> float:
     """Effective rank (Roy & Vetterli, 2007): ``exp(H(p))`` with ``p = s / sum(s)``.
 
     ``s`` are the singular values of ``z`` as given (not centred, as in RankMe). A non-zero
@@ -26,7 +29,10 @@ def effective_rank(z: torch.Tensor, centre: bool = False) -> float:
 
     With ``centre`` the mean row is subtracted first: a vector shared by every row (a large
     constant component) then no longer counts, so a low uncentred rank with a high centred one
-    means tokens that differ around a common offset, not tokens that are alike.
+    means tokens that differ around a common offset, not tokens that are alike. Centred, the
+    statistic no longer sees scale, so variation below ``rtol`` of ``z``'s largest singular value
+    (before centring) counts as none: a collapsed encoder plus rounding noise scores 0, not the
+    rank of its noise.
 
     Args:
         z: ``(N, D)`` embeddings (N samples or tokens).
@@ -35,8 +41,11 @@ def effective_rank(z: torch.Tensor, centre: bool = False) -> float:
         raise ValueError(f"effective_rank expects (N, D), got {tuple(z.shape)}")
     z = z.double()
     if centre:
-        z = z - z.mean(dim=0, keepdim=True)
-    s = torch.linalg.svdvals(z)
+        scale = torch.linalg.matrix_norm(z, ord=2)
+        s = torch.linalg.svdvals(z - z.mean(dim=0, keepdim=True))
+        s = s[s > rtol * scale]
+    else:
+        s = torch.linalg.svdvals(z)
     if s.sum() == 0:
         return 0.0
     p = s / s.sum()
@@ -62,14 +71,17 @@ def collapse_stats(tokens: torch.Tensor) -> dict[str, float]:
 
     Returns:
         ``token_rank``: effective rank of all ``V * N`` tokens together (1 when every token is
-        the same vector, whatever the inputs); ``pooled_rank``: effective rank of the ``(V, D)``
+        the same vector, whatever the inputs); ``centred_token_rank``: the same after subtracting
+        the mean token (0 when every token is the same vector, 1 when tokens vary along one
+        direction only); ``pooled_rank``: effective rank of the ``(V, D)``
         mean-pooled embeddings; ``pooled_std``: their mean per-dimension std over the volumes.
     """
     if tokens.ndim != 3:
         raise ValueError(f"collapse_stats expects (V, N, D) tokens, got {tuple(tokens.shape)}")
     tokens = tokens.float()
-    pooled = tokens.mean(dim=1)
-    return {"token_rank": effective_rank(tokens.reshape(-1, tokens.shape[-1])),
+    pooled, flat = tokens.mean(dim=1), tokens.reshape(-1, tokens.shape[-1])
+    return {"token_rank": effective_rank(flat),
+            "centred_token_rank": effective_rank(flat, centre=True),
             "pooled_rank": effective_rank(pooled),
             "pooled_std": float(per_dim_std(pooled).mean()) if tokens.shape[0] > 1 else 0.0}
 
@@ -79,7 +91,8 @@ def collapse_monitor(networks: dict[str, nn.Module], images: torch.Tensor,
                      **kwargs) -> dict[str, float]:
     """:func:`collapse_stats` of each named encoder on ``images`` ``(B, C, D, H, W)``.
 
-    Returns ``{"<name>_token_rank", "<name>_pooled_rank", "<name>_pooled_std", ...}``;
+    Returns ``{"<name>_token_rank", "<name>_centred_token_rank", "<name>_pooled_rank",
+    "<name>_pooled_std", ...}``;
     ``kwargs`` go to every encoder (e.g. ``modality=``).
     """
     out = {}

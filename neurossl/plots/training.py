@@ -2,7 +2,7 @@
 
 A log record holds ``step`` and ``epoch``, the total ``loss``, one value per loss term (e.g.
 ``pixel`` and ``spectral_term`` for SL-MAE), the schedules (``lr``, ``wd``), the throughput and,
-for every objective, the collapse monitor (``student_token_rank``, ``student_pooled_std``, ...;
+for every objective, the collapse monitor (``student_centred_token_rank``, ``student_pooled_std``, ...;
 :func:`neurossl.losses.collapse.collapse_monitor`).
 """
 
@@ -133,9 +133,9 @@ def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | Non
     axes = fig.subplots(1, 2)
     palette = dict(zip(monitored, sns.color_palette(n_colors=len(monitored))))
     # the token rank separates collapse from similar inputs (neurossl.losses.collapse)
-    for ax, suffix, label in zip(axes, ("_pooled_std", "_token_rank"),
+    for ax, suffix, label in zip(axes, ("_pooled_std", "_centred_token_rank"),
                                  ["pooled embedding std (per dimension, mean)",
-                                  "token effective rank"]):
+                                  "centred token effective rank"]):
         for name, records in monitored.items():
             for branch, style in (("student", "-"), ("teacher", "--")):
                 steps, values = _series(records, f"{branch}{suffix}")
@@ -145,9 +145,9 @@ def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | Non
         ax.set(xlabel="optimiser step", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title("Embedding spread")
-    axes[1].set_title("Patch-token effective rank")
+    axes[1].set_title("Patch-token effective rank (mean token removed)")
     # below both panels: inside either one it covers lines (ranks span the whole axis)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=min(len(labels), 4))
-    fig.suptitle("Collapse monitor (a collapsed encoder: spread → 0, effective rank → 1)")
+    fig.suptitle("Collapse monitor (a collapsed encoder: spread → 0, centred rank → 0)")
     return fig
