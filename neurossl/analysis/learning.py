@@ -162,11 +162,9 @@ def rank_row(objective: str, tokens: torch.Tensor, twin_tokens: torch.Tensor | N
     shapes = [tuple(t.shape) for t in (tokens, twin_tokens) if t is not None]
     if any(len(s) != 3 for s in shapes):
         raise ValueError(f"rank_row expects (V, N, D) tokens, got {' and '.join(map(str, shapes))}")
-    model = effective_rank(tokens.float().reshape(-1, tokens.shape[-1]), centre=centre)
-    if centre:
-        floor = MIN_CENTRED_RANK
-    else:
-        floor = RANK_FRACTION * effective_rank(twin_tokens.float().reshape(-1, tokens.shape[-1]))
+    flat = [t.float().reshape(-1, t.shape[-1]) for t in (tokens, twin_tokens) if t is not None]
+    model = effective_rank(flat[0], centre=centre)
+    floor = MIN_CENTRED_RANK if centre else RANK_FRACTION * effective_rank(flat[1])
     check = "centred_token_rank" if centre else "token_rank"
     return row(objective, check, model, floor, tokens.shape[0], True, model >= floor)
 

@@ -8,9 +8,9 @@ encoder gives different positions and tissues different tokens (high rank) howev
 brains are, a collapsed one does not (rank near 1). The centred token rank subtracts the mean
 token first: a component every token shares (an offset a healthy encoder may carry) lowers the
 uncentred rank but not the centred one, so the centred rank is the one that decides collapse.
-:func:`collapse_monitor` is the one monitor
-the objectives log (``Objective.monitor``); :mod:`neurossl.analysis.learning` compares the same
-statistic with the random-initialisation twin's.
+:func:`collapse_monitor` is the one monitor the objectives log (``Objective.monitor``);
+:mod:`neurossl.analysis.learning` judges the centred rank of an exported encoder on held-out
+volumes.
 """
 
 from __future__ import annotations

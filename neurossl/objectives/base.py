@@ -99,7 +99,8 @@ class Objective(nn.Module):
     def monitor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """The collapse monitor of every objective on the un-augmented ``batch["image"]``:
         :func:`neurossl.losses.collapse.collapse_monitor` of the student (and the EMA teacher
-        where there is one), ``student_token_rank``, ``student_centred_token_rank``, ``student_pooled_rank``, ..."""
+        where there is one), ``student_token_rank``, ``student_centred_token_rank``,
+        ``student_pooled_rank``, ..."""
         from neurossl.losses.collapse import collapse_monitor
 
         networks = {"student": self.student}

@@ -2,8 +2,8 @@
 
 A log record holds ``step`` and ``epoch``, the total ``loss``, one value per loss term (e.g.
 ``pixel`` and ``spectral_term`` for SL-MAE), the schedules (``lr``, ``wd``), the throughput and,
-for every objective, the collapse monitor (``student_centred_token_rank``, ``student_pooled_std``, ...;
-:func:`neurossl.losses.collapse.collapse_monitor`).
+for every objective, the collapse monitor (``student_centred_token_rank``,
+``student_pooled_std``, ...; :func:`neurossl.losses.collapse.collapse_monitor`).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def plot_collapse_monitor(metrics: Mapping[str, Sequence[dict]]) -> Figure | Non
     fig = Figure(figsize=(9.0, 4.4), layout="constrained")
     axes = fig.subplots(1, 2)
     palette = dict(zip(monitored, sns.color_palette(n_colors=len(monitored))))
-    # the token rank separates collapse from similar inputs (neurossl.losses.collapse)
+    # the centred token rank separates collapse from similar inputs (neurossl.losses.collapse)
     for ax, suffix, label in zip(axes, ("_pooled_std", "_centred_token_rank"),
                                  ["pooled embedding std (per dimension, mean)",
                                   "centred token effective rank"]):
