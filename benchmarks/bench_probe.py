@@ -4,8 +4,8 @@ neurossl's :class:`~neurossl.evaluate.heads.AttentiveProbe` computes V-JEPA's at
 without projecting every token to a key and a value (the same function, see
 ``tests/test_evaluate.py``). This script trains the probe on random cached tokens the way a frozen
 evaluation does (``fit_classifier`` over ``TokenItems``, one validation pass per epoch) and
-times it against the pooler's per-token form, at the demo's shape (512 tokens of width 192, 3
-heads, one query) by default.
+times it against the pooler's per-token form, by default at the demo's former shape (512 tokens
+of width 192, 3 heads, one query).
 
     python benchmarks/bench_probe.py --scans 420 --val 50 --epochs 3 --batch-sizes 8,32
 
