@@ -331,6 +331,25 @@ def test_load_partition_refuses_a_leaking_split(split_dir, tmp_path):
     assert len(load_partition(leaky, "pool", "pretrain")) > 0
 
 
+def test_load_partition_sees_a_folder_changed_after_a_first_load(split_dir, tmp_path):
+    # load_partition keeps the folder's audit between calls; a leak written afterwards must
+    # still be refused, and a repaired folder loaded again.
+    folder = _copy(split_dir, tmp_path)
+    train_file = folder / "glioma_downstream_multiclass_train_ids.csv"
+    clean = train_file.read_bytes()
+    first = load_partition(folder, "glioma", "train", task="multiclass")
+    test = pd.read_csv(folder / "glioma_downstream_multiclass_test_ids.csv", dtype=str)
+    subject = test["subject_id"].iloc[0]
+    _append(train_file, test[test["subject_id"] == subject])
+    with pytest.raises(SplitLeakageError, match=subject):
+        load_partition(folder, "glioma", "train", task="multiclass")
+    train_file.write_bytes(clean)
+    pd.testing.assert_frame_equal(load_partition(folder, "glioma", "train", task="multiclass"), first)
+    (folder / "glioma_downstream_multiclass_val_ids.csv").unlink()
+    with pytest.raises(SplitError, match="glioma_downstream_multiclass_train_ids.csv"):
+        load_partition(folder, "glioma", "val", task="multiclass")
+
+
 def test_load_partition_returns_the_file_rows(split_dir):
     rows = load_partition(split_dir, "cognition", "val", task="nc_vs_ad", fold=1)
     expected = pd.read_csv(split_dir / "cognition_downstream_fold1_nc_vs_ad_val_ids.csv", dtype=str)

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neurossl.splits.audit import load_partition
-from neurossl.splits.files import read_splits
+from neurossl.splits.audit import audited_folder, load_partition
 from neurossl.tasks import Task
 
 PARTITIONS = ("train", "val", "test")
@@ -23,7 +22,7 @@ PARTITIONS = ("train", "val", "test")
 
 def task_folds(task: Task, splits_dir: str | Path) -> list[int | None]:
     """The folds the split folder holds for ``task`` (``[None]`` for a single held-out split)."""
-    splits = read_splits(splits_dir)
+    splits, _, _ = audited_folder(Path(splits_dir))
     down = splits[(splits["dataset"] == task.dataset) & (splits["partition"] != "pretrain")]
     same_task = down["task"].isna() if task.split_task is None else down["task"] == task.split_task
     rows = down[same_task]

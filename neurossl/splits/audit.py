@@ -8,6 +8,7 @@ through :func:`load_partition`, which audits first and refuses a leaking split.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +289,35 @@ def assert_no_leakage(splits: str | Path | AuditResult) -> AuditResult:
     return result
 
 
+# Folder fingerprint -> (splits, audit, keyed splits). An evaluation loads a partition per task,
+# fold and encoder; reading and auditing every CSV of the folder each time dominated its cost.
+_AUDITED: dict[tuple, tuple[pd.DataFrame, AuditResult, pd.DataFrame]] = {}
+
+
+def _fingerprint(directory: Path) -> tuple[str, str]:
+    """What identifies a folder's split CSVs: its path and a digest of each CSV's name and bytes
+    (reading the bytes is cheap; parsing and auditing them is not)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(p for p in directory.glob("*.csv") if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return str(directory.resolve()), digest.hexdigest()
+
+
+def audited_folder(directory: Path) -> tuple[pd.DataFrame, AuditResult, pd.DataFrame]:
+    """``(read_splits(directory), its audit, the splits with task_key / fold_key)``, read again
+    only when a CSV of the folder is added, removed or changed. Callers must not modify the
+    returned frames (they are shared by every later call)."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"split folder not found: {directory}")
+    key = _fingerprint(directory)
+    if key not in _AUDITED:
+        splits = read_splits(directory)
+        if len(_AUDITED) >= 8:
+            _AUDITED.pop(next(iter(_AUDITED)))
+        _AUDITED[key] = (splits, _audit(splits, directory), _with_keys(splits))
+    return _AUDITED[key]
+
+
 def load_partition(
     directory: str | Path,
     dataset: str,
@@ -310,13 +340,11 @@ def load_partition(
     if partition not in PARTITIONS:
         raise SplitError(f"partition must be one of {', '.join(PARTITIONS)}, got '{partition}'")
     directory = Path(directory)
-    splits = read_splits(directory)
-    result = _audit(splits, directory)
+    splits, result, keyed = audited_folder(directory)
     leaks = [leak for leak in result.leaks if leak.dataset == dataset]
     if leaks:
         action = f"refusing to load {dataset} {partition} from a leaking split"
         raise SplitLeakageError(_leak_message(leaks, directory, action))
-    keyed = _with_keys(splits)
     wanted = (dataset, partition, task or "", -1 if fold is None else fold)
     chosen = keyed[(keyed[["dataset", "partition", "task_key", "fold_key"]] == wanted).all(axis=1)]
     if chosen.empty:
