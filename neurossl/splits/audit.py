@@ -306,9 +306,8 @@ def _fingerprint(directory: Path) -> tuple[str, str]:
 def audited_folder(directory: Path) -> tuple[pd.DataFrame, AuditResult, pd.DataFrame]:
     """``(read_splits(directory), its audit, the splits with task_key / fold_key)``, read again
     only when a CSV of the folder is added, removed or changed. Callers must not modify the
-    returned frames (they are shared by every later call)."""
-    if not directory.is_dir():
-        raise FileNotFoundError(f"split folder not found: {directory}")
+    returned frames (they are shared by every later call). A missing folder fingerprints as
+    empty, is never cached, and ``read_splits`` names it."""
     key = _fingerprint(directory)
     if key not in _AUDITED:
         splits = read_splits(directory)
