@@ -53,12 +53,14 @@ def stack_volumes(cache_dir: str | Path, scans: pd.DataFrame, preprocess: Prepro
 
 
 def learning_tables(runs: dict[str, Path], cache_dir: str | Path, splits_dir: str | Path,
-                    n_volumes: int = 16, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    n_volumes: int = 48, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(checks, reconstruction)`` of every run on its held-out volumes.
 
     Args:
         runs: objective -> pretraining run folder (``config.yaml``, ``checkpoints/last.pt``).
-        n_volumes: held-out volumes per run (one per subject).
+        n_volumes: held-out volumes per run (one per subject; fewer where the validation
+            partitions hold fewer of the run's modalities); the JEPA family's margins are small,
+            so a few volumes' draw must not decide them.
 
     Returns:
         ``checks``: :func:`~neurossl.analysis.learning.learning_checks` rows of every run;
