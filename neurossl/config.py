@@ -235,6 +235,12 @@ class OptimConfig:
     # networks (decoder / predictor / heads) clipped separately, only after warm-up
     grad_clip_rule: str = "global"
     ema: tuple[float, float] = (0.998, 1.0)  # teacher momentum schedule (JEPA family, DINO)
+    # share of the run over which the momentum ramps from ema[0] to ema[1], then holds ema[1]
+    # (1.0 at the end: a frozen teacher); the releases ramp over the whole run
+    ema_ramp: float = 1.0
+    # learning-rate factor of the objective's predictor (JEPA family, DINO-MIM) against the
+    # encoder's; the releases train both at one rate
+    predictor_lr_scale: float = 1.0
 
 
 @dataclass
@@ -539,6 +545,8 @@ LIMITS: dict[str, tuple[typing.Callable[[float], bool], str]] = {
     "model.patch_size": (lambda v: v >= 1, ">= 1"),
     "model.tubelet_size": (lambda v: v >= 1, ">= 1"),
     "optim.accum_steps": (lambda v: v >= 1, ">= 1"),
+    "optim.ema_ramp": (lambda v: 0.0 < v <= 1.0, "in (0, 1] (the share of the run the momentum ramps over)"),
+    "optim.predictor_lr_scale": (lambda v: v > 0.0, "> 0 (a factor of optim.lr)"),
     "optim.batch_size": (lambda v: v >= 1, ">= 1"),
     "evaluate.batch_size": (lambda v: v >= 1, ">= 1"),
     "evaluate.probe_batch_size": (lambda v: v >= 0, ">= 0 (0 = evaluate.batch_size)"),

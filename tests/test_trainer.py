@@ -18,6 +18,8 @@ from neurossl.config import ConfigError, to_dict
 from neurossl.runtime.files import load_checkpoint
 from neurossl.runtime.schedules import cosine, linear, warmup_cosine
 from neurossl.train import checkpoint as ckpt
+from neurossl.objectives.base import StepInfo
+from neurossl.train.optim import apply_schedules
 from neurossl.train.trainer import TrainingDiverged, read_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -57,6 +59,44 @@ def test_schedules_known_values():
     assert warmup_cosine(100, 100, 10, 0.0, 1.0, 0.1) == pytest.approx(0.1)
     assert cosine(50, 100, 0.04, 0.4) == pytest.approx(0.22)
     assert linear(50, 100, 0.998, 1.0) == pytest.approx(0.999)
+
+
+def test_teacher_momentum_ramps_over_its_share_of_the_run_then_holds():
+    from neurossl.objectives.common import ema_momentum
+
+    # the releases' schedule: linear over the whole run
+    assert ema_momentum(50, 100, (0.998, 1.0)) == pytest.approx(0.999)
+    # optim.ema_ramp=0.5: the same ramp over the first half, then the final momentum
+    assert ema_momentum(0, 100, (0.998, 1.0), ramp=0.5) == pytest.approx(0.998)
+    assert ema_momentum(25, 100, (0.998, 1.0), ramp=0.5) == pytest.approx(0.999)
+    assert ema_momentum(50, 100, (0.998, 1.0), ramp=0.5) == 1.0
+    assert ema_momentum(80, 100, (0.998, 1.0), ramp=0.5) == 1.0
+
+
+def test_a_teacher_past_its_ramp_no_longer_moves(tmp_path):
+    trainer = make_trainer(tmp_path, "jepa", ["optim.ema_ramp=0.25", "optim.epochs=2"])
+    total = trainer.total_steps
+    teacher = lambda: [p.detach().clone() for p in trainer.objective.teacher.parameters()]
+    trainer.fit()
+    before = teacher()
+    trainer.objective.after_step(StepInfo(step=total - 1, epoch=1.0, total_steps=total,
+                                                generator=torch.Generator()))
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher()))
+    student = [p.detach() for p in trainer.objective.student.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(before, student))  # it would have moved
+
+
+def test_predictor_lr_scale_multiplies_the_predictors_rate_only(tmp_path):
+    trainer = make_trainer(tmp_path, "jepa", ["optim.predictor_lr_scale=4"])
+    lr, _ = apply_schedules(trainer.optimizer, trainer.cfg.optim, 3, 10, 0)
+    predictor = {id(p) for p in trainer.objective.predictor.parameters()}
+    rates = {("predictor" if id(p) in predictor else "rest"): g["lr"]
+             for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert rates == {"predictor": pytest.approx(4 * lr), "rest": pytest.approx(lr)}
+    with pytest.raises(ConfigError, match="'optim.predictor_lr_scale' must be > 0"):
+        make_trainer(tmp_path / "bad", "jepa", ["optim.predictor_lr_scale=0"])
+    with pytest.raises(ConfigError, match="'optim.ema_ramp' must be in \\(0, 1\\]"):
+        make_trainer(tmp_path / "bad2", "jepa", ["optim.ema_ramp=1.5"])
 
 
 def test_the_schedule_length_comes_from_the_sampler_or_is_given(tmp_path):

@@ -79,9 +79,11 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
 
 
-def ema_momentum(step: int, total_steps: int, schedule: tuple[float, float]) -> float:
-    """Teacher momentum at ``step``: linear from ``schedule[0]`` to ``schedule[1]`` (0.998 -> 1.0)."""
-    return linear(step, total_steps, schedule[0], schedule[1])
+def ema_momentum(step: int, total_steps: int, schedule: tuple[float, float], ramp: float = 1.0) -> float:
+    """Teacher momentum at ``step``: linear from ``schedule[0]`` to ``schedule[1]`` (0.998 -> 1.0)
+    over the first ``ramp`` share of the ``total_steps``, then ``schedule[1]`` (``optim.ema_ramp``;
+    1.0, the releases' schedule, ramps over the whole run)."""
+    return linear(step, max(1, round(total_steps * ramp)), schedule[0], schedule[1])
 
 
 def global_masks(generator, batch: int, info, device) -> tuple[torch.Tensor, torch.Tensor]:

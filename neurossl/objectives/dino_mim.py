@@ -86,6 +86,7 @@ class DINOMIM(Objective):
         self.temps = (o.dino_student_temp, o.dino_teacher_temp)
         self.teacher_warmup = (o.dino_warmup_teacher_temp, o.dino_warmup_teacher_epochs)
         self.local_crops, self.mim_weight, self.ema = o.dino_local_crops, o.mim_weight, cfg.optim.ema
+        self.ema_ramp = cfg.optim.ema_ramp
         self.koleo_weight = o.koleo_weight
         self.views = check_views(views or o.dino_views, "objective.dino_views")
         self.local_scale = local_scale
@@ -164,7 +165,7 @@ class DINOMIM(Objective):
 
     def after_step(self, info: StepInfo) -> None:
         """EMA of the teacher encoder and both teacher heads, once per optimiser step."""
-        momentum = ema_momentum(info.step, info.total_steps, self.ema)
+        momentum = ema_momentum(info.step, info.total_steps, self.ema, self.ema_ramp)
         for teacher, student in self.teachers():
             ema_update(teacher, student, momentum)
 

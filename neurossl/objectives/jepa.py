@@ -52,7 +52,7 @@ class JEPA(Objective):
                                          depth=cfg.model.predictor_depth,
                                          num_heads=cfg.model.predictor_heads)
         self.masks = mask_generator_from_config(cfg.masking, self.student.grid_size)
-        self.loss_p, self.ema = o.loss_p, cfg.optim.ema
+        self.loss_p, self.ema, self.ema_ramp = o.loss_p, cfg.optim.ema, cfg.optim.ema_ramp
         self.vcr = (o.vcr_alpha, o.vcr_beta, o.vcr_coeff) if vcr else None
         self.moe_weight = o.moe_aux_weight if moe else 0.0
         self.name = "moe_jepa" if moe else "vcr_jepa" if vcr else "jepa"
@@ -96,7 +96,7 @@ class JEPA(Objective):
 
     def after_step(self, info: StepInfo) -> None:
         """EMA update of the teacher, once per optimiser step."""
-        ema_update(self.teacher, self.student, ema_momentum(info.step, info.total_steps, self.ema))
+        ema_update(self.teacher, self.student, ema_momentum(info.step, info.total_steps, self.ema, self.ema_ramp))
 
     def monitor_kwargs(self, batch: dict) -> dict:
         """The contrasts of the monitored volumes (MoE-JEPA's modality embedding)."""

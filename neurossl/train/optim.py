@@ -13,11 +13,14 @@ from neurossl.runtime.schedules import cosine, warmup_cosine
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; lr and weight decay are set each step by :func:`apply_schedules`.
 
+    ``optim.predictor_lr_scale`` multiplies the rate of the parameters under ``model.predictor``.
+
     The fused implementation (one kernel over all parameters, CPU and CUDA): on the CPU torch
     otherwise steps each of the ~100 tensors of a small ViT with ~10 small ops apiece (demo MAE:
     9.0 ms against 1.7 ms per step).
     """
-    return torch.optim.AdamW(param_groups(model), lr=cfg.lr, betas=cfg.betas,
+    scales = {"predictor.": cfg.predictor_lr_scale} if cfg.predictor_lr_scale != 1.0 else None
+    return torch.optim.AdamW(param_groups(model, scales), lr=cfg.lr, betas=cfg.betas,
                              weight_decay=cfg.weight_decay, fused=True)
 
 
