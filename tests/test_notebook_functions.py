@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from neurossl import pipeline
-from neurossl.analysis.clustering import clustering_by_dataset
+from neurossl.analysis.clustering import by_dataset_analysis, clustering_by_dataset, per_dataset_analyses
 from neurossl.analysis.spectral_energy import hf_energy_tables
 from neurossl.analysis.summaries import (hf_ordering, learning_verdict, nmi_summary, paired_verdict,
                                          reconstruction_hf_summary)
@@ -22,6 +22,24 @@ def test_learning_verdict_names_failed_checks_beside_their_baselines():
     assert "**jepa** FAILS prediction_error" in text
     assert text.endswith("Learned beyond the trivial baselines: none.")
     assert learning_verdict(checks.assign(passed=True)).endswith("baselines: jepa, mae.")
+
+
+def test_clustering_in_worker_processes_gives_the_serial_result():
+    rng = np.random.default_rng(0)
+    scans = pd.DataFrame({"dataset": np.repeat(["autism", "glioma", "mono"], 24),
+                          "label": np.r_[np.tile([0, 1], 12), np.tile([0, 1, 2], 8), np.zeros(24)]})
+    features = {name: rng.normal(size=(len(scans), 8)) + scans["label"].to_numpy()[:, None]
+                for name in ("mae", "random")}
+    serial = per_dataset_analyses(features, scans, methods=("tsne",), n_jobs=1)
+    parallel = per_dataset_analyses(features, scans, methods=("tsne",), n_jobs=2)
+    assert list(serial) == list(parallel) == ["autism", "glioma"]  # one label: nothing to score
+    for dataset in serial:
+        assert list(parallel[dataset]) == ["mae", "random"]
+        for name, analysis in serial[dataset].items():
+            assert np.array_equal(analysis.coords["tsne"], parallel[dataset][name].coords["tsne"])
+            pd.testing.assert_frame_equal(analysis.scores, parallel[dataset][name].scores)
+    whole = by_dataset_analysis(features, scans, methods=("tsne",), n_jobs=2)
+    assert list(whole) == ["mae", "random"] and whole["mae"].coords["tsne"].shape == (72, 2)
 
 
 def test_paired_verdict_counts_intervals_on_each_side_of_zero():
