@@ -96,7 +96,8 @@ class JEPA(Objective):
 
     def after_step(self, info: StepInfo) -> None:
         """EMA update of the teacher, once per optimiser step."""
-        ema_update(self.teacher, self.student, ema_momentum(info.step, info.total_steps, self.ema, self.ema_ramp))
+        momentum = ema_momentum(info.step, info.total_steps, self.ema, self.ema_ramp)
+        ema_update(self.teacher, self.student, momentum)
 
     def monitor_kwargs(self, batch: dict) -> dict:
         """The contrasts of the monitored volumes (MoE-JEPA's modality embedding)."""
