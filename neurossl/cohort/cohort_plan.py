@@ -137,6 +137,10 @@ def _modalities(spec: DatasetSpec, phenotype: str, rng: np.random.Generator) -> 
         return ["CT"]
     if spec.name == "autism":
         return ["T1w"]
+    if spec.name == "glioma":
+        # every contrast at every visit, as UCSF-PDGM acquires them: the same subjects can be
+        # probed per contrast (a multi-contrast encoder's routing, evaluate.contrast_tasks)
+        return ["T1w", "T2w", "FLAIR"]
     if phenotype.startswith("G"):
         second = str(rng.choice(["T1w", "T2w", "none"], p=[0.6, 0.25, 0.15]))
         return ["FLAIR"] if second == "none" else sorted(["FLAIR", second], key=["T1w", "T2w", "FLAIR"].index)
