@@ -378,6 +378,11 @@ class EvalConfig:
     fewshot_resnet_epochs: int = 0  # ResNet50-3D in the few-shot curves (paper 180); 0 = resnet_epochs
     fewshot_test_size: int = 0  # scans of the first fold's test partition kept (paper 500); 0 = all
     bootstrap: int = 1000  # resamples of test subjects for 95% confidence intervals
+    # per-contrast frozen probes, `<task>:<contrast>` (every partition keeps that contrast's
+    # scans), of the `contrast_objectives` encoders and their own random twin: Neuro-JEPA's
+    # modality routing judged on each contrast of the same subjects
+    contrast_tasks: tuple[str, ...] = ()
+    contrast_objectives: tuple[str, ...] = ("moe_jepa",)
 
 
 @dataclass
@@ -577,6 +582,19 @@ def validate_choices(cfg: Config) -> None:
         raise ConfigError(f"'model.moe_top_k' ({cfg.model.moe_top_k}) must be <= 'model.num_experts' "
                           f"({cfg.model.num_experts})")
     validate_masking(cfg.masking)
+    validate_contrast_tasks(cfg.evaluate.contrast_tasks)
+
+
+def validate_contrast_tasks(names: tuple[str, ...]) -> None:
+    """Each of ``evaluate.contrast_tasks`` must be ``<known task>:<contrast>``."""
+    from neurossl.tasks import PAPER_TASKS, TASKS
+
+    known = {**TASKS, **PAPER_TASKS}
+    for name in names:
+        task, _, contrast = str(name).partition(":")
+        if task not in known or not contrast:
+            raise ConfigError(f"'evaluate.contrast_tasks' entries are '<task>:<contrast>' with a task of "
+                              f"{', '.join(known)}; got {name!r}")
 
 
 def validate_masking(masking: MaskConfig) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from neurossl.evaluate.report import per_contrast_rows
+
 PAPER_ENCODERS = ("mae", "slmae", "jepa", "vcr_jepa")
 PAPER_TASKS = ("cognition_nc_vs_ad", "glioma_grade2_vs_34")
 
@@ -32,7 +34,8 @@ def learning_lines(checks: pd.DataFrame) -> list[str]:
 
 
 def paired_lines(paired: pd.DataFrame) -> list[str]:
-    """The paper's 8 cells (MAE, SL-MAE, JEPA, VCR-JEPA x NC vs AD, glioma; frozen) and autism."""
+    """The paper's 8 cells (MAE, SL-MAE, JEPA, VCR-JEPA x NC vs AD, glioma; frozen), autism, the
+    head-CT task and the per-contrast probes."""
     frozen = paired[paired["mode"] == "frozen"]
     cells = frozen[frozen["encoder"].isin(PAPER_ENCODERS) & frozen["task"].isin(PAPER_TASKS)]
     above = int((cells["low"] > 0).sum())
@@ -45,6 +48,9 @@ def paired_lines(paired: pd.DataFrame) -> list[str]:
     ct = frozen[frozen["task"] == "headct_ich"]
     lines += [f"- head-CT haemorrhage, {r.encoder}: AUC {r.auc:.3f} vs random twin "
               f"{r.auc_reference:.3f}, difference [{r.low:+.3f}, {r.high:+.3f}]" for r in ct.itertuples()]
+    lines += [f"- {r.encoder} on {r.task}, {r.contrast} only: AUC {r.auc:.3f} vs its random twin "
+              f"{r.auc_reference:.3f}, difference [{r.low:+.3f}, {r.high:+.3f}] ({r.n_scans} scans)"
+              for r in per_contrast_rows(frozen).itertuples()]
     return lines
 
 

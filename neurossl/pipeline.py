@@ -224,7 +224,9 @@ def evaluation(run_dir: str | Path, splits_dir: str | Path | None = None, profil
     """The evaluation folder ``<run_dir>/eval`` (``results.csv``, ``predictions/``, ``finetuned/``).
 
     Frozen probes of every encoder and the ``baselines`` (its random twin, ResNet50-3D from
-    scratch) on every task and the few-shot curves; fine-tuning of the ``finetune`` encoders on
+    scratch) on every task and the few-shot curves; frozen probes of the
+    ``evaluate.contrast_objectives`` encoders and their own random twin on each of
+    ``evaluate.contrast_tasks`` (one contrast of a task); fine-tuning of the ``finetune`` encoders on
     :data:`FINETUNE_TASK` and of the ``table7`` encoders on :data:`TABLE7_TASK`'s first fold. It
     is written to ``eval.tmp`` and renamed to ``eval`` at the end, so an ``eval/`` folder with a
     ``results.csv`` is complete.
@@ -244,6 +246,10 @@ def evaluation(run_dir: str | Path, splits_dir: str | Path | None = None, profil
     cfg = resolved_config(profile, device=device)
     common = {"cache_dir": run.cache, "splits_dir": run.splits, "out_dir": scratch}
     evaluate_all(cfg, encoders, list(baselines), [], "frozen", fewshot=True, **common)
+    chosen = [run.pretrain(name) for name in objectives if name in cfg.evaluate.contrast_objectives]
+    if chosen and cfg.evaluate.contrast_tasks:
+        # the random twin copies the first of these encoders (a modality embedding included)
+        evaluate_all(cfg, chosen, ["random"], list(cfg.evaluate.contrast_tasks), "frozen", **common)
     chosen = [run.pretrain(name) for name in objectives if name in finetune]
     if chosen:
         evaluate_all(cfg, chosen, ["random"], [FINETUNE_TASK], "finetune", **common)

@@ -94,6 +94,8 @@ def test_a_misspelt_enumerated_value_names_the_key_and_the_valid_values(key, bad
     ("model.moe_every=0", "'model.moe_every' must be >= 1 (every n-th block a mixture of experts); got 0"),
     ("masking.ratio=1.5", "'masking.ratio' must be in (0, 1); got 1.5"),
     ("model.moe_top_k=5", "'model.moe_top_k' (5) must be <= 'model.num_experts' (4)"),
+    ("evaluate.contrast_tasks=[glioma:T1w]", "'evaluate.contrast_tasks' entries are '<task>:<contrast>'"),
+    ("evaluate.contrast_tasks=[glioma_grade2_vs_34]", "got 'glioma_grade2_vs_34'"),
 ])
 def test_a_bad_value_fails_at_resolution_naming_the_key_and_the_valid_values(override, message):
     with pytest.raises(ConfigError) as caught:

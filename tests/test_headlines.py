@@ -14,12 +14,15 @@ def test_headlines_count_passed_checks_paper_cells_and_autism_intervals(tmp_path
             ("mae", "cognition_nc_vs_ad", "finetune", 0.3, 0.1, 0.5),  # not a frozen cell
             ("simclr", "cognition_nc_vs_ad", "frozen", 0.3, 0.1, 0.5),  # not a paper encoder
             ("mae", "autism_asd_vs_td", "frozen", 0.0, -0.2, 0.2),
-            ("jepa", "autism_asd_vs_td", "frozen", 0.3, 0.05, 0.5)]
+            ("jepa", "autism_asd_vs_td", "frozen", 0.3, 0.05, 0.5),
+            ("moe_jepa", "glioma_grade2_vs_34:T2w", "frozen", 0.1, -0.05, 0.25)]  # one contrast
     pd.DataFrame(rows, columns=["encoder", "task", "mode", "diff", "low", "high"]).assign(
-        auc=0.5, auc_reference=0.5).to_csv(tmp_path / "tab03_paired_vs_random.csv", index=False)
+        auc=0.5, auc_reference=0.5, n_scans=33).to_csv(tmp_path / "tab03_paired_vs_random.csv", index=False)
     text = headline_summary(tmp_path)
     assert "- mae: 2 of 2 checks beat their trivial baseline" in text
     assert "- jepa: 0 of 1 checks beat their trivial baseline (not: prediction_error)" in text
     assert "above 0: 1 of 2" in text
     assert "autism: the interval covers 0 for 1 of 2 encoders" in text
+    assert ("- moe_jepa on glioma_grade2_vs_34, T2w only: AUC 0.500 vs its random twin 0.500, "
+            "difference [-0.050, +0.250] (33 scans)") in text
     assert "Not found under" in text and "tab02_reconstruction_quality" in text

@@ -132,3 +132,26 @@ def test_evaluate_and_report_from_the_cli(smoke_eval, tmp_path):
     table = (tmp_path / "tables" / "downstream_roc_auc.md").read_text()
     assert "mae" in table and "random" in table and "±" in table
     assert (tmp_path / "tables" / "confidence_intervals.tex").is_file()
+
+
+def test_evaluation_probes_the_contrast_objectives_on_each_contrast(tmp_path, monkeypatch):
+    # Neuro-JEPA's routing judged per contrast: only the named encoders, with their own twin
+    calls = []
+
+    def record(cfg, encoders, baselines, tasks, mode, fewshot=False, **paths):
+        calls.append(([p.name for p in encoders], baselines, tasks, mode))
+        (paths["out_dir"] / "results.csv").parent.mkdir(parents=True, exist_ok=True)
+        (paths["out_dir"] / "results.csv").write_text("")
+
+    monkeypatch.setattr("neurossl.evaluate.runner.evaluate_all", record)
+    for name in ("mae", "moe_jepa"):
+        (tmp_path / "pretrain" / name).mkdir(parents=True)
+        (tmp_path / "pretrain" / name / "encoder.safetensors").write_bytes(b"")
+    per_contrast = ["glioma_grade2_vs_34:T1w", "glioma_grade2_vs_34:FLAIR"]
+    real = pipeline.resolved_config
+    monkeypatch.setattr(pipeline, "resolved_config", lambda profile, **kw: real(
+        profile, overrides=[*kw.pop("overrides", []), f"evaluate.contrast_tasks=[{','.join(per_contrast)}]"], **kw))
+    pipeline.evaluation(tmp_path, profile="smoke", objectives=["mae", "moe_jepa"], finetune=(), table7=())
+    assert calls[0] == (["mae", "moe_jepa"], ["random", "resnet50"], [], "frozen")
+    assert calls[1] == (["moe_jepa"], ["random"], per_contrast, "frozen")
+    assert len(calls) == 2 and (tmp_path / "eval" / "results.csv").is_file()

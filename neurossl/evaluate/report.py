@@ -59,6 +59,19 @@ def confidence_table(predictions: pd.DataFrame, n_boot: int = 1000, seed: int = 
     return pd.DataFrame(rows)
 
 
+def per_contrast_rows(paired: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`paired_table` on one contrast of a task (``<task>:<contrast>``), the
+    contrast in its own column: ``encoder, task, contrast, mode, auc, auc_reference, diff, low,
+    high, n_scans``. Empty when no such task was evaluated."""
+    columns = ["encoder", "task", "contrast", "mode", "auc", "auc_reference", "diff", "low", "high", "n_scans"]
+    rows = paired[paired["task"].str.contains(":", regex=False)] if len(paired) else paired
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    parts = rows["task"].str.split(":", n=1)
+    rows = rows.assign(task=parts.str[0], contrast=parts.str[1])
+    return rows.reindex(columns=columns).reset_index(drop=True)
+
+
 def paired_table(predictions: pd.DataFrame, reference: str = "random", n_boot: int = 2000,
                  seed: int = 0) -> pd.DataFrame:
     """Each encoder vs ``reference`` on the same test scans: paired bootstrap of ROC-AUC (and
