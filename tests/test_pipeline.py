@@ -5,6 +5,7 @@ few-shot, render the report."""
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -132,6 +133,15 @@ def test_evaluate_and_report_from_the_cli(smoke_eval, tmp_path):
     table = (tmp_path / "tables" / "downstream_roc_auc.md").read_text()
     assert "mae" in table and "random" in table and "±" in table
     assert (tmp_path / "tables" / "confidence_intervals.tex").is_file()
+    # the paired table draws the profile's resamples, as notebook 03's figure of it does
+    from neurossl.config import load_config
+    from neurossl.evaluate.report import paired_table, read_predictions
+
+    predictions = read_predictions(out / "predictions")
+    expected = paired_table(predictions[predictions["mode"] == "frozen"],
+                            n_boot=load_config("smoke").evaluate.bootstrap).round(4)
+    written = pd.read_csv(tmp_path / "tables" / "paired_vs_random.csv", index_col=0)
+    assert np.allclose(written[["low", "high"]].to_numpy(), expected[["low", "high"]].to_numpy(), equal_nan=True)
 
 
 def test_evaluation_probes_the_contrast_objectives_on_each_contrast(tmp_path, monkeypatch):

@@ -140,7 +140,7 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000,
     wide = intervals.pivot_table(index=["encoder", "mode", "task"], columns="metric", values="interval",
                                  aggfunc="first", sort=False)
     written += write_table(wide.reset_index(), out_dir / f"{prefix}confidence_intervals")
-    paired = paired_table(standard_pred)
+    paired = paired_table(standard_pred, n_boot=n_boot)  # as the intervals above: one cell, one interval
     if not paired.empty:
         written += write_table(paired.round(4), out_dir / f"{prefix}paired_vs_random")
     if not standard.empty:
