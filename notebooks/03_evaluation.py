@@ -50,9 +50,9 @@ from IPython.display import Markdown, display
 from neurossl import pipeline
 from neurossl.analysis.summaries import paired_verdict
 from neurossl.config import load_config
-from neurossl.evaluate.report import (paired_table, per_contrast_rows, read_predictions, report_markdown,
+from neurossl.evaluate.report import (paired_table, read_predictions, report_markdown, write_per_contrast,
                                       write_report)
-from neurossl.evaluate.tables import read_results, write_table
+from neurossl.evaluate.tables import read_results
 from neurossl.objectives import OBJECTIVES
 from neurossl.paths import repo_path
 from neurossl.plots.evaluation import plot_fewshot, plot_probe_comparison, roc_figures
@@ -150,10 +150,7 @@ display(Markdown(paired_verdict(paired, objectives)))
 # The same rows are in `tab03_paired_vs_random`, under the task `<task>:<contrast>`.
 
 # %%
-per_contrast = per_contrast_rows(paired)
-if len(per_contrast):
-    write_table(per_contrast.round(4), tables_dir / "tab03_per_contrast", index=False)
-per_contrast
+write_per_contrast(paired, tables_dir)
 
 # %% [markdown]
 # With the small demo test sets most intervals are wide; what the paper measures with thousands

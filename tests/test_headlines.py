@@ -26,3 +26,18 @@ def test_headlines_count_passed_checks_paper_cells_and_autism_intervals(tmp_path
     assert ("- moe_jepa on glioma_grade2_vs_34, T2w only: AUC 0.500 vs its random twin 0.500, "
             "difference [-0.050, +0.250] (33 scans)") in text
     assert "Not found under" in text and "tab02_reconstruction_quality" in text
+
+
+def test_per_contrast_rows_split_the_contrast_and_are_written_only_when_present(tmp_path):
+    from neurossl.evaluate.report import write_per_contrast
+
+    paired = pd.DataFrame({"encoder": ["moe_jepa", "moe_jepa", "mae"], "mode": "frozen",
+                           "task": ["glioma_grade2_vs_34:T2w", "glioma_grade2_vs_34", "autism_asd_vs_td"],
+                           "auc": [0.6, 0.5, 0.4], "auc_reference": 0.5, "diff": [0.1, 0.0, -0.1],
+                           "low": -0.2, "high": 0.3, "n_scans": 33})
+    rows = write_per_contrast(paired, tmp_path)
+    assert rows[["encoder", "task", "contrast", "auc"]].values.tolist() == [
+        ["moe_jepa", "glioma_grade2_vs_34", "T2w", 0.6]]
+    assert (tmp_path / "tab03_per_contrast.csv").is_file()
+    none = write_per_contrast(paired[~paired["task"].str.contains(":")], tmp_path / "none")
+    assert none.empty and not (tmp_path / "none").exists()

@@ -72,6 +72,15 @@ def per_contrast_rows(paired: pd.DataFrame) -> pd.DataFrame:
     return rows.reindex(columns=columns).reset_index(drop=True)
 
 
+def write_per_contrast(paired: pd.DataFrame, out_dir: str | Path, prefix: str = "tab03_") -> pd.DataFrame:
+    """:func:`per_contrast_rows` of ``paired``, written as ``<prefix>per_contrast`` under
+    ``out_dir`` when there are any (nothing is written otherwise); returns the rows."""
+    rows = per_contrast_rows(paired)
+    if len(rows):
+        write_table(rows.round(4), Path(out_dir) / f"{prefix}per_contrast", index=False)
+    return rows
+
+
 def paired_table(predictions: pd.DataFrame, reference: str = "random", n_boot: int = 2000,
                  seed: int = 0) -> pd.DataFrame:
     """Each encoder vs ``reference`` on the same test scans: paired bootstrap of ROC-AUC (and
