@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from neurossl.analysis.summaries import tubelet_hf_summary
 from neurossl.evaluate.report import per_contrast_rows
 
 PAPER_ENCODERS = ("mae", "slmae", "jepa", "vcr_jepa")
@@ -55,10 +56,12 @@ def paired_lines(paired: pd.DataFrame) -> list[str]:
 
 
 def hf_line(recon_hf: pd.DataFrame) -> str:
-    """Mean high-frequency energy of the input and of MAE / SL-MAE reconstructions."""
+    """Mean high-frequency energy of the input and of MAE / SL-MAE mosaics, and inside the masked
+    tubelets where the table has them."""
     means = recon_hf[["target", "MAE", "SL-MAE"]].mean()
     return (f"- high-frequency energy over {len(recon_hf)} volumes: input {means['target']:.4f}, "
-            f"MAE {means['MAE']:.4f}, SL-MAE {means['SL-MAE']:.4f}")
+            f"MAE {means['MAE']:.4f}, SL-MAE {means['SL-MAE']:.4f}"
+            + (f"\n- {tubelet_hf_summary(recon_hf)}" if "target_tubelets" in recon_hf else ""))
 
 
 def headline_summary(tables_dir: str | Path) -> str:

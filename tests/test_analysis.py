@@ -22,6 +22,7 @@ from neurossl.analysis.spectrum import (
     radial_profile,
     reconstruction_spectra,
     spectral_table,
+    windowed_high_share,
 )
 from neurossl.losses.spectral import high_pass_mask
 from neurossl.plots.embeddings import plot_embedding_grid
@@ -234,3 +235,35 @@ def test_stage_table_has_tables_7_layout():
     assert list(table.index) == [("pretrained", "mae"), ("fine-tuned", "mae")]
     assert list(table.columns) == ["silhouette (raw)", "nmi (raw)", "silhouette (tsne)", "nmi (tsne)"]
     assert table.loc[("fine-tuned", "mae"), "silhouette (raw)"] > table.loc[("pretrained", "mae"), "silhouette (raw)"] + 0.3
+
+
+def test_windowed_high_share_ignores_the_faces_and_reads_texture():
+    from neurossl.analysis.spectrum import _high_share
+
+    ramp = np.broadcast_to(np.arange(16.0)[:, None, None], (16, 16, 16)).copy()
+    # a smooth ramp: periodic, the FFT sees a jump at its faces (a seam); the window removes it
+    assert _high_share(power_spectrum(ramp), 0.3) > 0.01 > windowed_high_share(ramp)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((16, 16, 16))
+    smooth = gaussian_filter(noise, 2.0)
+    assert windowed_high_share(noise) > 0.5 > 0.05 > windowed_high_share(smooth)
+    with pytest.raises(ValueError, match="constant"):
+        windowed_high_share(np.ones((4, 4, 4)))
+
+
+def test_tubelet_hf_reads_masked_brain_tubelets_only():
+    from neurossl.analysis.spectral_energy import tubelet_hf
+
+    rng = np.random.default_rng(1)
+    target = rng.standard_normal((8, 8, 8)) + 5.0
+    target[:, :, 4:] = 0.0  # background half
+    mask = np.zeros((8, 8, 8), bool)
+    mask[:4] = True  # the first layer of 4^3 tubelets is masked
+    blurred = gaussian_filter(target, 1.5)
+    out = tubelet_hf(target, mask, {"MAE": blurred, "noise": target}, (4, 4, 4), 0.3)
+    # four masked tubelets in the first layer, two of them background: two are scored
+    expected = np.mean([windowed_high_share(target[:4, h:h + 4, :4]) for h in (0, 4)])
+    assert out["target_tubelets"] == pytest.approx(expected) == out["noise_tubelets"]
+    assert out["MAE_tubelets"] < out["target_tubelets"]
+    none = tubelet_hf(target, np.zeros_like(mask), {"MAE": blurred}, (4, 4, 4), 0.3)
+    assert np.isnan(none["target_tubelets"]) and np.isnan(none["MAE_tubelets"])

@@ -101,3 +101,14 @@ def test_stage_names_are_checked():
         pipeline.demo("/nonexistent", until="train")
     with pytest.raises(ValueError, match="unknown objective 'maee'"):
         pipeline.pretrained("maee", "/nonexistent")
+
+
+def test_tubelet_hf_summary_gives_the_difference_with_an_interval_over_volumes():
+    from neurossl.analysis.summaries import tubelet_hf_summary
+
+    hf = pd.DataFrame({"target_tubelets": [0.30, 0.30, 0.30, np.nan], "MAE_tubelets": [0.10, 0.12, 0.11, 0.2],
+                       "SL-MAE_tubelets": [0.20, 0.22, 0.09, 0.3]})
+    text = tubelet_hf_summary(hf)
+    # the volume without a scored tubelet is left out; SL-MAE minus MAE: 0.10, 0.10, -0.02
+    assert "SL-MAE minus MAE +0.0600" in text and "over the 3 volumes [-0.0200, +0.1000]" in text
+    assert "closer to the target's on 2 of 3 volumes" in text

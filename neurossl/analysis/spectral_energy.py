@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from neurossl.analysis.reconstruction import reconstruct
-from neurossl.analysis.spectrum import crop_to_mask, high_frequency_energy, reconstruction_spectra, spectral_table
+from neurossl.analysis.runs import run_config
+from neurossl.analysis.spectrum import (crop_to_mask, high_frequency_energy, reconstruction_spectra, spectral_table,
+                                       windowed_high_share)
 from neurossl.data.cache import read_index
 from neurossl.splits.files import read_splits
 
@@ -75,8 +77,9 @@ class ReconstructionComparison:
     Attributes:
         spectra: geometric mean over volumes of each model's power and power ratio to the target
             (``model, frequency, power, ratio``).
-        hf: per volume (index ``dataset``): ``id`` and the high-frequency energy of the target
-            and of each mosaic.
+        hf: per volume (index ``dataset``): ``id``, the high-frequency energy of the target and of
+            each mosaic (``target, MAE, SL-MAE``), and its mean inside the masked tubelets of the
+            target and of each reconstruction (``*_tubelets``, :func:`tubelet_hf`).
         examples: dataset -> ``(scan_uid, target, mask, {label: mosaic})`` of its first volume.
         volumes: how many volumes were compared.
     """
@@ -87,12 +90,41 @@ class ReconstructionComparison:
     volumes: int
 
 
+def tubelet_hf(target: np.ndarray, mask: np.ndarray, recons: Mapping[str, np.ndarray],
+               block: tuple[int, int, int], cutoff: float, min_brain: float = 0.5) -> dict[str, float]:
+    """Mean :func:`~neurossl.analysis.spectrum.windowed_high_share` over the masked tubelets,
+    of the target and of each reconstruction, inside each tubelet only (no seam counts).
+
+    Args:
+        target: ``(D, H, W)`` input; its non-zero voxels are the brain.
+        mask: ``(D, H, W)`` True at the voxels of masked tubelets.
+        recons: label -> ``(D, H, W)`` decoder output.
+        block: the tubelet's ``(depth, height, width)`` in voxels.
+        min_brain: tubelets with a smaller share of brain voxels are left out (mostly background).
+
+    Returns:
+        ``{"target_tubelets": .., "<label>_tubelets": ..}``; NaN when no tubelet qualifies.
+    """
+    values: dict[str, list[float]] = {name: [] for name in ["target", *recons]}
+    grid = [range(0, n - b + 1, b) for n, b in zip(target.shape, block)]
+    for d, h, w in ((d, h, w) for d in grid[0] for h in grid[1] for w in grid[2]):
+        box = np.s_[d:d + block[0], h:h + block[1], w:w + block[2]]
+        if not mask[box].all() or (target[box] != 0).mean() < min_brain:
+            continue
+        for name, volume in {"target": target, **recons}.items():
+            values[name].append(windowed_high_share(volume[box], cutoff))
+    return {f"{name}_tubelets": float(np.mean(v)) if v else float("nan") for name, v in values.items()}
+
+
 def _compare_one(runs: Mapping[str, Path], image, cutoff: float) -> tuple[pd.DataFrame, dict, tuple]:
     out = {label: reconstruct(runs[name], image, seed=0) for label, name in PAIR.items()}
     target, mask = out["MAE"]["input"], out["MAE"]["mask"]
     mosaics = {label: result["mosaic"] for label, result in out.items()}
     crop = {label: crop_to_mask(v, target != 0) for label, v in mosaics.items()}  # the brain box
     hf = {label: high_frequency_energy(v, cutoff) for label, v in {"target": brain(target), **crop}.items()}
+    model = run_config(runs["mae"]).model
+    block = (model.tubelet_size, model.patch_size, model.patch_size)
+    hf |= tubelet_hf(target, mask, {label: r["reconstruction"] for label, r in out.items()}, block, cutoff)
     return reconstruction_spectra(brain(target), crop), hf, (target, mask, mosaics)
 
 
