@@ -260,10 +260,10 @@ def test_tubelet_hf_reads_masked_brain_tubelets_only():
     mask = np.zeros((8, 8, 8), bool)
     mask[:4] = True  # the first layer of 4^3 tubelets is masked
     blurred = gaussian_filter(target, 1.5)
-    out = tubelet_hf(target, mask, {"MAE": blurred, "noise": target}, (4, 4, 4), 0.3)
+    out = tubelet_hf(target, mask, {"MAE": blurred, "noise": target}, 4, 4, 0.3)
     # four masked tubelets in the first layer, two of them background: two are scored
     expected = np.mean([windowed_high_share(target[:4, h:h + 4, :4]) for h in (0, 4)])
     assert out["target_tubelets"] == pytest.approx(expected) == out["noise_tubelets"]
     assert out["MAE_tubelets"] < out["target_tubelets"]
-    none = tubelet_hf(target, np.zeros_like(mask), {"MAE": blurred}, (4, 4, 4), 0.3)
+    none = tubelet_hf(target, np.zeros_like(mask), {"MAE": blurred}, 4, 4, 0.3)
     assert np.isnan(none["target_tubelets"]) and np.isnan(none["MAE_tubelets"])

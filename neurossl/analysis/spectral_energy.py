@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from neurossl.analysis.reconstruction import reconstruct
 from neurossl.analysis.runs import run_config
 from neurossl.analysis.spectrum import (crop_to_mask, high_frequency_energy, reconstruction_spectra, spectral_table,
                                        windowed_high_share)
 from neurossl.data.cache import read_index
+from neurossl.models import patchify
 from neurossl.splits.files import read_splits
 
 SCAN_COLUMNS = ["scan_uid", "subject_id", "dataset", "modality", "label"]
@@ -91,7 +93,7 @@ class ReconstructionComparison:
 
 
 def tubelet_hf(target: np.ndarray, mask: np.ndarray, recons: Mapping[str, np.ndarray],
-               block: tuple[int, int, int], cutoff: float, min_brain: float = 0.5) -> dict[str, float]:
+               tubelet_size: int, patch_size: int, cutoff: float, min_brain: float = 0.5) -> dict[str, float]:
     """Mean :func:`~neurossl.analysis.spectrum.windowed_high_share` over the masked tubelets,
     of the target and of each reconstruction, inside each tubelet only (no seam counts).
 
@@ -99,21 +101,21 @@ def tubelet_hf(target: np.ndarray, mask: np.ndarray, recons: Mapping[str, np.nda
         target: ``(D, H, W)`` input; its non-zero voxels are the brain.
         mask: ``(D, H, W)`` True at the voxels of masked tubelets.
         recons: label -> ``(D, H, W)`` decoder output.
-        block: the tubelet's ``(depth, height, width)`` in voxels.
+        tubelet_size, patch_size: the tubelets' depth and in-plane size in voxels.
         min_brain: tubelets with a smaller share of brain voxels are left out (mostly background).
 
     Returns:
         ``{"target_tubelets": .., "<label>_tubelets": ..}``; NaN when no tubelet qualifies.
     """
-    values: dict[str, list[float]] = {name: [] for name in ["target", *recons]}
-    grid = [range(0, n - b + 1, b) for n, b in zip(target.shape, block)]
-    for d, h, w in ((d, h, w) for d in grid[0] for h in grid[1] for w in grid[2]):
-        box = np.s_[d:d + block[0], h:h + block[1], w:w + block[2]]
-        if not mask[box].all() or (target[box] != 0).mean() < min_brain:
-            continue
-        for name, volume in {"target": target, **recons}.items():
-            values[name].append(windowed_high_share(volume[box], cutoff))
-    return {f"{name}_tubelets": float(np.mean(v)) if v else float("nan") for name, v in values.items()}
+    def tubelets(volume: np.ndarray) -> np.ndarray:  # (N, t, p, p), the encoder's tokens
+        x = torch.as_tensor(np.ascontiguousarray(volume))[None, None]
+        return patchify(x, tubelet_size, patch_size)[0].reshape(-1, tubelet_size, patch_size, patch_size).numpy()
+
+    truth = tubelets(target)
+    scored = tubelets(mask).all(axis=(1, 2, 3)) & ((truth != 0).mean(axis=(1, 2, 3)) >= min_brain)
+    return {f"{name}_tubelets": float(np.mean([windowed_high_share(b, cutoff) for b in blocks[scored]]))
+            if scored.any() else float("nan")
+            for name, blocks in {"target": truth, **{k: tubelets(v) for k, v in recons.items()}}.items()}
 
 
 def _compare_one(runs: Mapping[str, Path], image, cutoff: float) -> tuple[pd.DataFrame, dict, tuple]:
@@ -123,8 +125,8 @@ def _compare_one(runs: Mapping[str, Path], image, cutoff: float) -> tuple[pd.Dat
     crop = {label: crop_to_mask(v, target != 0) for label, v in mosaics.items()}  # the brain box
     hf = {label: high_frequency_energy(v, cutoff) for label, v in {"target": brain(target), **crop}.items()}
     model = run_config(runs["mae"]).model
-    block = (model.tubelet_size, model.patch_size, model.patch_size)
-    hf |= tubelet_hf(target, mask, {label: r["reconstruction"] for label, r in out.items()}, block, cutoff)
+    recons = {label: r["reconstruction"] for label, r in out.items()}
+    hf |= tubelet_hf(target, mask, recons, model.tubelet_size, model.patch_size, cutoff)
     return reconstruction_spectra(brain(target), crop), hf, (target, mask, mosaics)
 
 
