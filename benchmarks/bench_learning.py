@@ -45,10 +45,10 @@ def stack(dataset: CachedVolumeDataset) -> dict:
 
 
 @torch.no_grad()
-def score(objective, twin, val: dict, p: float) -> list[dict]:
+def score(objective, twin, val: dict, p: float, batch_size: int) -> list[dict]:
     """Every check on the validation batch, in eval mode (the objective's mode is restored)."""
     objective.eval()
-    rows = objective_rows(objective, val, p, seed=0)
+    rows = objective_rows(objective, val, p, seed=0, batch_size=batch_size)
     kwargs = objective.monitor_kwargs(val) if getattr(objective, "modalities", ()) else {}
     tokens, twin_tokens = objective.encoder()(val["image"], **kwargs), twin(val["image"], **kwargs)
     rows.append(rank_row(objective.name, tokens, twin_tokens))
@@ -120,7 +120,7 @@ def main() -> None:
     while True:
         step = trainer.position.step
         if step % args.eval_every == 0 or step == trainer.total_steps:
-            for r in score(objective, twin, val, cfg.objective.loss_p):
+            for r in score(objective, twin, val, cfg.objective.loss_p, cfg.optim.batch_size):
                 records.append({"tag": args.tag, "step": step, "train_s": round(seconds, 1),
                                 "train_loss": loss, **r})
                 print(f"  step {step:4d} {seconds:6.0f}s loss {loss:.4f} {r['check']}: "

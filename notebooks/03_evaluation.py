@@ -93,7 +93,9 @@ results.groupby(["encoder", "mode"], sort=False)["task"].nunique().unstack().fil
 # paired bootstrap interval and p-values (paired bootstrap; DeLong for binary tasks).
 
 # %%
-written = write_report(eval_dir, tables_dir, n_boot=cfg.evaluate.bootstrap, prefix="tab03_")
+paired = paired_table(predictions[~predictions["mode"].str.startswith("fewshot")],
+                      n_boot=cfg.evaluate.bootstrap)
+written = write_report(eval_dir, tables_dir, n_boot=cfg.evaluate.bootstrap, prefix="tab03_", paired=paired)
 display(Markdown(report_markdown(written)))
 
 # %% [markdown]
@@ -129,11 +131,10 @@ fig
 #
 # The decisive control: the same architecture and head with random weights, evaluated on the
 # same test scans. Each point is ROC-AUC(SSL) − ROC-AUC(random twin); bars are 95% paired
-# bootstrap intervals. An interval that crosses zero means the data cannot tell the two apart.
+# bootstrap intervals (those of `tab03_paired_vs_random`). An interval that crosses zero means
+# the data cannot tell the two apart.
 
 # %%
-paired = paired_table(predictions[~predictions["mode"].str.startswith("fewshot")],
-                      n_boot=cfg.evaluate.bootstrap)
 fig = plot_probe_comparison(paired)
 save_figure(fig, figures_dir / "fig03_paired_vs_random")
 fig

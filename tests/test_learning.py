@@ -3,12 +3,14 @@ is known: a perfect prediction passes, a trivial one fails, a collapsed encoder 
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from neurossl.analysis.learning import (
     COLUMNS,
     MIN_CENTRED_RANK,
+    batched_retrieval_hits,
     learning_checks,
     leave_one_out_mean,
     pearson_r,
@@ -17,7 +19,9 @@ from neurossl.analysis.learning import (
     rank_row,
     reconstruction_quality,
     reconstruction_rows,
+    retrieval_hits,
     retrieval_top1,
+    share_interval,
 )
 from neurossl.config import load_config, save_config
 from neurossl.losses.collapse import collapse_monitor, collapse_stats
@@ -96,6 +100,27 @@ def test_retrieval_top1_perfect_and_collapsed():
     assert retrieval_top1(same, same) <= 2 / 16
 
 
+def test_retrieval_within_batches_is_what_a_batch_of_that_size_sees():
+    # 12 volumes in 3 groups of 4: within a group every volume is distinct, across groups the
+    # k-th volumes are the same vector, so among all 24 views the positive ties with 2 others
+    z = torch.eye(4).repeat(3, 1)
+    noise = 1e-3 * torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+    within = batched_retrieval_hits(z, z + noise, batch=4)
+    assert within.tolist() == [2] * 12
+    overall = retrieval_hits(z, z + noise)
+    assert overall.shape == (12,) and overall.sum() < 24
+    # a partial last group would have another chance level: it is left out
+    assert batched_retrieval_hits(z[:10], z[:10] + noise[:10], batch=4).shape == (8,)
+    with pytest.raises(ValueError, match="batches of 13"):
+        batched_retrieval_hits(z, z, batch=13)
+
+
+def test_share_interval_brackets_the_mean_and_collapses_on_constants():
+    mean, low, high = share_interval(np.array([0.0, 0.5, 1.0, 0.25] * 10))
+    assert mean == pytest.approx(0.4375) and low < mean < high
+    assert share_interval(np.full(20, 0.25)) == (0.25, 0.25, 0.25)
+
+
 def test_collapse_stats_tells_collapse_from_similar_inputs():
     g = torch.Generator().manual_seed(0)
     # healthy encoder on near-identical volumes: tokens differ by position, volumes barely
@@ -165,7 +190,7 @@ def run_folder(tmp_path, objective_name):
 @pytest.mark.parametrize("name,checks", [
     ("mae", {"recon_pearson_r", "recon_error_vs_zero", "recon_error_vs_template", "centred_token_rank"}),
     ("jepa", {"prediction_error", "centred_token_rank"}),
-    ("simclr", {"positive_retrieval", "centred_token_rank"}),
+    ("simclr", {"positive_retrieval", "positive_retrieval_all", "centred_token_rank"}),
     ("dino_mim", {"teacher_entropy", "mim_term", "centred_token_rank"}),
 ])
 def test_learning_checks_of_an_untrained_run(tmp_path, name, checks):
@@ -173,9 +198,15 @@ def test_learning_checks_of_an_untrained_run(tmp_path, name, checks):
     table = learning_checks(run_folder(tmp_path, name), images)
     assert list(table.columns) == COLUMNS
     assert set(table["check"]) == checks and set(table["objective"]) == {name}
-    assert (table["n_volumes"] == len(images)).all()
+    by_check = table.set_index("check")
+    if name == "simclr":  # within the smoke profile's batches of 4: one full batch of the 6 volumes
+        assert by_check.loc["positive_retrieval", "n_volumes"] == 4
+        assert by_check.loc["positive_retrieval", "trivial"] == pytest.approx(1 / 7)
+        assert by_check.loc["positive_retrieval_all", "trivial"] == pytest.approx(1 / 11)
+        by_check = by_check.drop("positive_retrieval")
+    assert (by_check["n_volumes"] == len(images)).all()
     if name == "mae":  # an untrained decoder carries no anatomy
-        r = table.set_index("check").loc["recon_pearson_r"]
+        r = by_check.loc["recon_pearson_r"]
         assert not r["passed"] and r["model"] < 0.5
 
 

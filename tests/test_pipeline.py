@@ -142,6 +142,12 @@ def test_evaluate_and_report_from_the_cli(smoke_eval, tmp_path):
                             n_boot=load_config("smoke").evaluate.bootstrap).round(4)
     written = pd.read_csv(tmp_path / "tables" / "paired_vs_random.csv", index_col=0)
     assert np.allclose(written[["low", "high"]].to_numpy(), expected[["low", "high"]].to_numpy(), equal_nan=True)
+    # a paired table the caller already drew (notebook 03 plots it) is the one written
+    from neurossl.evaluate.report import write_report
+
+    given = expected.assign(low=-0.25)
+    write_report(out, tmp_path / "given", n_boot=load_config("smoke").evaluate.bootstrap, paired=given)
+    assert (pd.read_csv(tmp_path / "given" / "paired_vs_random.csv", index_col=0)["low"] == -0.25).all()
 
 
 def test_evaluation_probes_the_contrast_objectives_on_each_contrast(tmp_path, monkeypatch):

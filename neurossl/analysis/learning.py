@@ -9,7 +9,9 @@ trivial solution. Every check here scores a run on held-out volumes beside that 
 - JEPA family (``prediction_error``): the predictor's error at the masked tokens, beside
   predicting each position's mean teacher target over the held-out volumes.
 - SimCLR (``positive_retrieval``): top-1 retrieval of a volume's other view among the ``2B``
-  views, beside chance ``1 / (2B - 1)``.
+  views of a batch of the run's training size ``B``, beside chance ``1 / (2B - 1)``;
+  ``positive_retrieval_all`` among all ``2V`` held-out views. Several pairs of views are drawn
+  per volume; a row passes when the 95 % bootstrap interval over volumes lies above chance.
 - DINO-MIM (``teacher_entropy``, ``mim_term``): the teacher's entropy and the MIM cross-entropy,
   beside their uniform value ``ln K``.
 - every objective (``centred_token_rank``): the effective rank of the exported encoder's patch
@@ -31,6 +33,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -44,6 +47,9 @@ from neurossl.analysis.runs import load_run_objective
 MIN_PEARSON_R = 0.5  # issue 22's bar for a reconstruction that carries anatomy
 RANK_FRACTION = 0.25  # an uncentred token rank below this share of the random twin's: collapse
 MIN_CENTRED_RANK = 2.0  # tokens that vary along fewer directions than this have collapsed
+# Pairs of views per held-out volume for SimCLR's check: one draw gives a few hits on 48
+# volumes, so its share moves by a hit or two between draws; more draws, same estimand.
+VIEW_DRAWS = 8
 COLUMNS = ["objective", "check", "model", "trivial", "n_volumes", "higher_is_better", "passed"]
 
 
@@ -75,18 +81,44 @@ def leave_one_out_mean(x: torch.Tensor) -> torch.Tensor:
     return (x.sum(dim=0, keepdim=True) - x) / (x.shape[0] - 1)
 
 
+def retrieval_hits(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """Per volume, how many of its two views have the other as their nearest view (cosine):
+    ``(B, D), (B, D) -> (B,)`` in {0, 1, 2}; row i of both embeddings comes from volume i."""
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).double(), dim=1)
+    sim = z @ z.T
+    sim.fill_diagonal_(-math.inf)
+    positive = torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
+    hit = (sim.argmax(dim=1) == positive).long()
+    return hit[:b] + hit[b:]
+
+
 def retrieval_top1(z1: torch.Tensor, z2: torch.Tensor) -> float:
     """Share of the ``2B`` views whose nearest other view (cosine) is their positive.
 
     Args:
         z1, z2: ``(B, D)`` embeddings of two views; row i of both comes from volume i.
     """
-    b = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]).double(), dim=1)
-    sim = z @ z.T
-    sim.fill_diagonal_(-math.inf)
-    positive = torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
-    return float((sim.argmax(dim=1) == positive).double().mean())
+    return float(retrieval_hits(z1, z2).double().mean() / 2)
+
+
+def batched_retrieval_hits(z1: torch.Tensor, z2: torch.Tensor, batch: int) -> torch.Tensor:
+    """:func:`retrieval_hits` within consecutive groups of ``batch`` volumes, as a training batch
+    of that size sees them: ``(V, D), (V, D) -> (G * batch,)``, ``G = V // batch`` (a last
+    partial group would have another chance level, so it is left out)."""
+    if not 2 <= batch <= z1.shape[0]:
+        raise ValueError(f"retrieval within batches of {batch} needs 2 <= batch <= {z1.shape[0]} volumes")
+    groups = z1.shape[0] // batch
+    return torch.cat([retrieval_hits(z1[g * batch:(g + 1) * batch], z2[g * batch:(g + 1) * batch])
+                      for g in range(groups)])
+
+
+def share_interval(per_unit: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``per_unit (U,)`` and its 95 % percentile bootstrap interval over the units."""
+    x = np.asarray(per_unit, dtype=float)
+    draws = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    low, high = np.quantile(x[draws].mean(axis=1), [0.025, 0.975])
+    return float(x.mean()), float(low), float(high)
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -203,13 +235,15 @@ def mae_patches(objective, images: torch.Tensor, seed: int = 0):
 
 
 @torch.no_grad()
-def objective_rows(objective, batch: dict, p: float, seed: int = 0) -> list[dict]:
-    """The objective-specific rows for held-out ``batch["image"]`` ``(V, C, D, H, W)``."""
+def objective_rows(objective, batch: dict, p: float, seed: int = 0,
+                   batch_size: int | None = None) -> list[dict]:
+    """The objective-specific rows for held-out ``batch["image"]`` ``(V, C, D, H, W)``;
+    ``batch_size``: the run's training batch (SimCLR's retrieval is scored within batches of it,
+    default all ``V``)."""
     from neurossl.objectives.dino_mim import DINOMIM
     from neurossl.objectives.jepa import JEPA
     from neurossl.objectives.mae import MAE
     from neurossl.objectives.simclr import SimCLR
-    from neurossl.objectives.views import random_view
 
     images, name = batch["image"].float(), objective.name
     v = images.shape[0]
@@ -226,13 +260,34 @@ def objective_rows(objective, batch: dict, p: float, seed: int = 0) -> list[dict
         return prediction_rows(name, pred, gather_tokens(targets, masked), masked, targets, p=p)
     info = _eval_info(seed)
     if isinstance(objective, SimCLR):
-        size = objective.student.img_size
-        views = [random_view(images, objective.views, info, size) for _ in range(2)]
-        z1, z2 = (objective.projector(objective.embed(x)) for x in views)
-        return [row(name, "positive_retrieval", retrieval_top1(z1, z2), 1 / (2 * v - 1), v, True)]
+        return simclr_rows(objective, images, info, batch_size or v)
     if isinstance(objective, DINOMIM):
         return dino_rows(objective, images, info, seed)
     raise ValueError(f"no learning check for objective {name!r}")
+
+
+@torch.no_grad()
+def simclr_rows(objective, images: torch.Tensor, info, batch: int, draws: int = VIEW_DRAWS) -> list[dict]:
+    """SimCLR: positive-view retrieval within batches of ``batch`` volumes and among all ``2V``
+    views, over ``draws`` pairs of views per volume, each beside chance; passes when the
+    interval over volumes (:func:`share_interval`) lies above chance."""
+    from neurossl.objectives.views import random_view
+
+    v, size = images.shape[0], objective.student.img_size
+    batch = min(batch, v)
+    in_batch, overall = [], []
+    for _ in range(draws):
+        z1, z2 = (objective.projector(objective.embed(random_view(images, objective.views, info, size)))
+                  for _ in range(2))
+        in_batch.append(batched_retrieval_hits(z1, z2, batch))
+        overall.append(retrieval_hits(z1, z2))
+    rows = []
+    for check, hits, chance in (("positive_retrieval", in_batch, 1 / (2 * batch - 1)),
+                                ("positive_retrieval_all", overall, 1 / (2 * v - 1))):
+        per_volume = torch.stack(hits).double().sum(dim=0).numpy() / (2 * draws)
+        share, low, _ = share_interval(per_volume)
+        rows.append(row(objective.name, check, share, chance, len(per_volume), True, low > chance))
+    return rows
 
 
 def _eval_info(seed: int):
@@ -285,7 +340,7 @@ def learning_checks(run_dir: str | Path, images: torch.Tensor, modality: list[st
     shape = tuple(images.shape[1:])
     objective, cfg = load_run_objective(run_dir, shape)
     batch = {"image": images.float(), "modality": modality}
-    rows = objective_rows(objective, batch, cfg.objective.loss_p, seed)
+    rows = objective_rows(objective, batch, cfg.objective.loss_p, seed, cfg.optim.batch_size)
     mod = _modality(objective, batch)
     kwargs = {"modality": mod} if mod is not None else {}
     rows.append(rank_row(objective.name, objective.encoder()(batch["image"], **kwargs), centre=True))

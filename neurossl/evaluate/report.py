@@ -126,12 +126,14 @@ def report_markdown(written: list[Path]) -> str:
 
 
 def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000,
-                 prefix: str = "") -> list[Path]:
+                 prefix: str = "", paired: pd.DataFrame | None = None) -> list[Path]:
     """The paper-style tables of ``eval_dir`` (results.csv, predictions.csv) under ``out_dir``:
     ``downstream_<metric>`` (mean ± std over folds; frozen / finetune blocks), ``fewshot_roc_auc``,
     ``confidence_intervals``, ``paired_vs_random`` and ``brainfound_reported`` (the paper's Table
     6: reported numbers beside this project's), each name after ``prefix`` (the notebooks'
-    ``tab03_``). Returns the files written."""
+    ``tab03_``). ``paired``: the :func:`paired_table` of the non-few-shot predictions when the
+    caller has already drawn it (notebook 03 plots it too), else drawn here with ``n_boot``.
+    Returns the files written."""
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     results = read_results(eval_dir / "results.csv")
     written = []
@@ -149,7 +151,8 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, n_boot: int = 1000,
     wide = intervals.pivot_table(index=["encoder", "mode", "task"], columns="metric", values="interval",
                                  aggfunc="first", sort=False)
     written += write_table(wide.reset_index(), out_dir / f"{prefix}confidence_intervals")
-    paired = paired_table(standard_pred, n_boot=n_boot)  # as the intervals above: one cell, one interval
+    if paired is None:
+        paired = paired_table(standard_pred, n_boot=n_boot)  # as the intervals above: one cell, one interval
     if not paired.empty:
         written += write_table(paired.round(4), out_dir / f"{prefix}paired_vs_random")
     if not standard.empty:
