@@ -1,0 +1,126 @@
+"""Where a task's label signal lies among the encoder's tokens, and whether each probe finds it.
+
+Issue 22 asks the frozen attentive probes of the pretrained encoders to beat their random twin.
+This script separates the two things such a comparison needs, on each fold of a task of a
+finished ``make demo`` run (its cache, splits and pretraining runs):
+
+- does a token carry the label? For every token position and every encoder (the random twin,
+  each pretrained encoder) and for the raw voxels of the same tubelet (2x average-pooled), an
+  L2-regularised logistic regression on that position alone, trained on the fold's training
+  scans; the position with the best validation AUC is reported with its test AUC, and every
+  encoder is also read at the position the voxels chose (like for like). Nothing here is
+  trained on the test partition or chosen by it.
+- does the probe find it? The demo's frozen attentive probe (``evaluate`` section of the
+  profile: head learning rate, weight decay, epochs, patience, probe batch), trained on all the
+  tokens exactly as :mod:`neurossl.evaluate.run` trains it, with its validation and test AUC.
+
+    python benchmarks/bench_signal_tokens.py --run runs/demo --splits splits/demo \\
+        --task cognition_nc_vs_ad --out signal_tokens.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from neurossl.analysis.runs import run_config
+from neurossl.config import load_config
+from neurossl.data.dataset import CachedVolumeDataset
+from neurossl.evaluate.backbones import TokenClassifier, build_token_encoder, random_twin, resolve_encoder
+from neurossl.evaluate.fit import FitSettings, TokenItems, fit_classifier, predict
+from neurossl.evaluate.heads import build_head
+from neurossl.evaluate.tasks import fold_partitions, task_folds
+from neurossl.models import patchify
+from neurossl.tasks import TASKS
+
+ENCODERS = ("mae", "slmae", "jepa", "vcr_jepa", "simclr")
+C = 0.01  # L2 strength of the per-token regression: 240 training scans against up to 512 features
+
+
+def position_regression(tokens: dict[str, np.ndarray], y: dict[str, np.ndarray], t: int) -> dict:
+    """Logistic regression on position ``t`` of ``tokens[p] (N, T, D)``:
+    ``{"position", "val_auc", "test_auc"}``."""
+    scaler = StandardScaler().fit(tokens["train"][:, t])
+    model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
+    model.fit(scaler.transform(tokens["train"][:, t]), y["train"])
+    auc = {p: roc_auc_score(y[p], model.predict_proba(scaler.transform(tokens[p][:, t]))[:, 1])
+           for p in ("val", "test")}
+    return {"position": t, "val_auc": auc["val"], "test_auc": auc["test"]}
+
+
+def token_regression(tokens: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict:
+    """:func:`position_regression` at the position with the best validation AUC."""
+    scores = [position_regression(tokens, y, t) for t in range(tokens["train"].shape[1])]
+    return max(scores, key=lambda r: r["val_auc"])  # the first of equals
+
+
+def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], heads: int, cfg) -> dict:
+    """The profile's frozen attentive probe on all tokens: ``{"val_auc", "test_auc", "best_epoch"}``."""
+    e = cfg.evaluate
+    settings = FitSettings(e.probe_epochs, e.head_lr, weight_decay=e.weight_decay,
+                           warmup_epochs=e.warmup_epochs, patience=e.patience,
+                           batch_size=e.probe_batch_size or e.batch_size, select=e.select, desc="probe")
+    torch.manual_seed(0)
+    model = TokenClassifier(build_head("attentive", tokens["train"].shape[-1], 2, heads, e.num_queries))
+    data = {p: TokenItems(tokens[p], y[p]) for p in tokens}
+    info = fit_classifier(model, data["train"], data["val"], y["train"], 2, settings, torch.device("cpu"))
+    auc = {p: roc_auc_score(y[p], predict(model, data[p], torch.device("cpu"), 16)[0][:, 1]) for p in ("val", "test")}
+    return {"val_auc": auc["val"], "test_auc": auc["test"], "best_epoch": info["best_epoch"]}
+
+
+def fold_rows(run: Path, splits: Path, task, fold, cfg) -> list[dict]:
+    index = pd.read_csv(run / "cache" / "index.csv")
+    parts = fold_partitions(task, splits, fold, pd.Series(index["label"].values, index=index["scan_uid"]))
+    pre = run_config(run / "pretrain" / ENCODERS[0]).preprocess
+    images = {p: torch.stack([d["image"] for d in CachedVolumeDataset(run / "cache", f["scan_uid"].tolist(),
+                                                                       train=False, preprocess=pre)])
+              for p, f in parts.items()}
+    y = {p: f["y"].to_numpy() for p, f in parts.items()}
+    base = {"task": task.name, "fold": fold, **{f"n_{p}": len(v) for p, v in y.items()}}
+    pooled = {p: patchify(F.avg_pool3d(x.float(), 2), 8, 8).numpy() for p, x in images.items()}
+    rows = [{**base, "features": "voxels (tubelet, pooled 2x)", "probe": "per-token LR", **token_regression(pooled, y)}]
+    where = rows[0]["position"]  # where the voxels say the signal is: every encoder read there too
+    specs = {n: resolve_encoder(run / "pretrain" / n) for n in ENCODERS}
+    specs = {"random": random_twin(specs[ENCODERS[0]]), **specs}
+    for name, spec in specs.items():
+        encoder = build_token_encoder(spec).eval()
+        with torch.no_grad():
+            tokens = {p: torch.cat([encoder({"image": x[i:i + 32].float()}) for i in range(0, len(x), 32)])
+                      for p, x in images.items()}
+        arrays = {p: t.numpy() for p, t in tokens.items()}
+        rows.append({**base, "features": name, "probe": "per-token LR", **token_regression(arrays, y)})
+        rows.append({**base, "features": name, "probe": "LR at the voxels' position",
+                     **position_regression(arrays, y, where)})
+        rows.append({**base, "features": name, "probe": "attentive (profile)",
+                     **attentive_probe(tokens, y, encoder.num_heads, cfg)})
+        print(*rows[-3:], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished demo run folder (runs/demo)")
+    parser.add_argument("--splits", type=Path, required=True)
+    parser.add_argument("--task", default="cognition_nc_vs_ad")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    torch.set_num_threads(1)
+    task, cfg = TASKS[args.task], load_config(args.profile)
+    rows = [r for fold in task_folds(task, args.splits) for r in fold_rows(args.run, args.splits, task, fold, cfg)]
+    pd.DataFrame(rows).round(4).to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()
