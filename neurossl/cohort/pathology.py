@@ -1,6 +1,7 @@
 """Conditions with a known kind of signal: neurodegeneration severity, glioma, autism.
 
-The label signals are LOCAL shape and texture at the scale of a few 8^3 patches, with the global
+The label signals are LOCAL shape and texture, a few of the paper's 8^3 tubelets in size (one to
+three of the demo's 16^3 tubelets at 64^3: benchmarks/results/signal_tokens.md), with the global
 statistics a random patch embedding reads (tissue fractions, intensity histogram, brain and
 lesion volume) matched between classes, so that a representation must carry anatomy to tell them:
 
