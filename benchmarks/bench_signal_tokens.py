@@ -12,7 +12,8 @@ finished ``make demo`` run (its cache, splits and pretraining runs):
   trained on the test partition or chosen by it.
 - does the probe find it? The demo's frozen attentive probe (``evaluate`` section of the
   profile: head learning rate, weight decay, epochs, patience, probe batch), trained on all the
-  tokens exactly as :mod:`neurossl.evaluate.run` trains it, with its validation and test AUC.
+  tokens exactly as :mod:`neurossl.evaluate.run` trains it, with its validation and test AUC;
+  with ``--variants`` also under the other settings of :data:`VARIANTS`.
 
     python benchmarks/bench_signal_tokens.py --run runs/demo --splits splits/demo \\
         --task cognition_nc_vs_ad --out signal_tokens.csv
@@ -21,6 +22,7 @@ finished ``make demo`` run (its cache, splits and pretraining runs):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -64,9 +66,22 @@ def token_regression(tokens: dict[str, np.ndarray], y: dict[str, np.ndarray]) ->
     return max(scores, key=lambda r: r["val_auc"])  # the first of equals
 
 
-def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], heads: int, cfg) -> dict:
-    """The profile's frozen attentive probe on all tokens: ``{"val_auc", "test_auc", "best_epoch"}``."""
-    e = cfg.evaluate
+# probe settings tried beside the profile's (``--variants``): a lower rate for longer, 20 and 200
+# times the weight decay, selection by validation AUC, four queries
+VARIANTS = {
+    "lr 1e-4, 100 epochs": {"head_lr": 1e-4, "probe_epochs": 100, "patience": 30},
+    "weight decay 1": {"weight_decay": 1.0},
+    "weight decay 10, 60 epochs": {"weight_decay": 10.0, "probe_epochs": 60, "patience": 20},
+    "select by val AUC": {"select": "auc"},
+    "4 queries": {"num_queries": 4},
+}
+
+
+def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], heads: int, cfg,
+                    changes: dict | None = None) -> dict:
+    """The profile's frozen attentive probe on all tokens, with ``changes`` to its ``evaluate``
+    settings: ``{"val_auc", "test_auc", "best_epoch"}``."""
+    e = dataclasses.replace(cfg.evaluate, **(changes or {}))
     settings = FitSettings(e.probe_epochs, e.head_lr, weight_decay=e.weight_decay,
                            warmup_epochs=e.warmup_epochs, patience=e.patience,
                            batch_size=e.probe_batch_size or e.batch_size, select=e.select, desc="probe")
@@ -78,7 +93,7 @@ def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], h
     return {"val_auc": auc["val"], "test_auc": auc["test"], "best_epoch": info["best_epoch"]}
 
 
-def fold_rows(run: Path, splits: Path, task, fold, cfg) -> list[dict]:
+def fold_rows(run: Path, splits: Path, task, fold, cfg, variants: bool = False) -> list[dict]:
     index = pd.read_csv(run / "cache" / "index.csv")
     parts = fold_partitions(task, splits, fold, pd.Series(index["label"].values, index=index["scan_uid"]))
     pre = run_config(run / "pretrain" / ENCODERS[0]).preprocess
@@ -103,6 +118,9 @@ def fold_rows(run: Path, splits: Path, task, fold, cfg) -> list[dict]:
                      **position_regression(arrays, y, where)})
         rows.append({**base, "features": name, "probe": "attentive (profile)",
                      **attentive_probe(tokens, y, encoder.num_heads, cfg)})
+        for label, changes in (VARIANTS.items() if variants else ()):
+            rows.append({**base, "features": name, "probe": f"attentive ({label})",
+                         **attentive_probe(tokens, y, encoder.num_heads, cfg, changes)})
         print(*rows[-3:], flush=True)
     return rows
 
@@ -114,11 +132,13 @@ def main() -> None:
     parser.add_argument("--task", default="cognition_nc_vs_ad")
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", action="store_true", help="also the probe settings of VARIANTS")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     torch.set_num_threads(1)
     task, cfg = TASKS[args.task], load_config(args.profile)
-    rows = [r for fold in task_folds(task, args.splits) for r in fold_rows(args.run, args.splits, task, fold, cfg)]
+    rows = [r for fold in task_folds(task, args.splits)
+            for r in fold_rows(args.run, args.splits, task, fold, cfg, args.variants)]
     pd.DataFrame(rows).round(4).to_csv(args.out, index=False)
 
 
