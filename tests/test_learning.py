@@ -225,3 +225,41 @@ def test_every_objective_logs_the_token_rank(name, roles):
     assert set(out) == {f"{r}_{k}" for r in roles
                         for k in ("token_rank", "centred_token_rank", "pooled_rank", "pooled_std")}
     assert out["student_token_rank"] > out["student_pooled_rank"] >= 1.0
+
+
+def _embeddings(kind: str):
+    """``distinct``: every volume its own vector; ``alike``: one vector for all; ``one``: volume 0
+    its own, the rest alike (a share above chance carried by one or two volumes)."""
+    def embed(x):
+        if kind == "distinct":
+            return x.flatten(1)
+        z = torch.ones(len(x), 32)
+        if kind == "one":
+            z[0, 0] = -1.0
+        return z
+    return embed
+
+
+@pytest.mark.parametrize("kind,passes", [("distinct", True), ("alike", False), ("one", False)])
+def test_simclr_rows_pass_only_when_the_interval_is_above_chance(tmp_path, monkeypatch, kind, passes):
+    """Views that keep each volume apart retrieve every positive (share 1, passes); embeddings
+    all alike retrieve by the argmax's tie-break only (fails); a share above chance that one or
+    two of the volumes carry has an interval over volumes reaching 0 (fails)."""
+    import neurossl.objectives.views as views
+    from neurossl.analysis.learning import _eval_info, simclr_rows
+    from neurossl.analysis.runs import load_run_objective
+
+    images = volumes(8)
+    objective, _ = load_run_objective(run_folder(tmp_path, "simclr"), tuple(images.shape[1:]))
+    monkeypatch.setattr(views, "random_view", lambda x, *args: x)  # two identical views
+    monkeypatch.setattr(objective, "projector", torch.nn.Identity())
+    monkeypatch.setattr(objective, "embed", _embeddings(kind))
+    rows = {r["check"]: r for r in simclr_rows(objective, images, _eval_info(0), batch=4, draws=2)}
+    assert rows["positive_retrieval"]["trivial"] == pytest.approx(1 / 7)
+    assert rows["positive_retrieval_all"]["trivial"] == pytest.approx(1 / 15)
+    for row in rows.values():
+        assert row["passed"] is passes
+    if kind == "distinct":
+        assert all(row["model"] == 1.0 for row in rows.values())
+    if kind == "one":  # above chance as a share, not beyond the volumes' noise
+        assert rows["positive_retrieval_all"]["model"] > rows["positive_retrieval_all"]["trivial"]
