@@ -93,10 +93,11 @@ def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], h
     return {"val_auc": auc["val"], "test_auc": auc["test"], "best_epoch": info["best_epoch"]}
 
 
-def fold_rows(run: Path, splits: Path, task, fold, cfg, variants: bool = False) -> list[dict]:
+def fold_rows(run: Path, splits: Path, task, fold, cfg, variants: bool = False,
+              encoders: tuple[str, ...] = ENCODERS) -> list[dict]:
     index = pd.read_csv(run / "cache" / "index.csv")
     parts = fold_partitions(task, splits, fold, pd.Series(index["label"].values, index=index["scan_uid"]))
-    pre = run_config(run / "pretrain" / ENCODERS[0]).preprocess
+    pre = run_config(run / "pretrain" / encoders[0]).preprocess
     images = {p: torch.stack([d["image"] for d in CachedVolumeDataset(run / "cache", f["scan_uid"].tolist(),
                                                                        train=False, preprocess=pre)])
               for p, f in parts.items()}
@@ -105,8 +106,8 @@ def fold_rows(run: Path, splits: Path, task, fold, cfg, variants: bool = False) 
     pooled = {p: patchify(F.avg_pool3d(x.float(), 2), 8, 8).numpy() for p, x in images.items()}
     rows = [{**base, "features": "voxels (tubelet, pooled 2x)", "probe": "per-token LR", **token_regression(pooled, y)}]
     where = rows[0]["position"]  # where the voxels say the signal is: every encoder read there too
-    specs = {n: resolve_encoder(run / "pretrain" / n) for n in ENCODERS}
-    specs = {"random": random_twin(specs[ENCODERS[0]]), **specs}
+    specs = {n: resolve_encoder(run / "pretrain" / n) for n in encoders}
+    specs = {"random": random_twin(specs[encoders[0]]), **specs}
     for name, spec in specs.items():
         encoder = build_token_encoder(spec).eval()
         with torch.no_grad():
@@ -133,12 +134,14 @@ def main() -> None:
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--variants", action="store_true", help="also the probe settings of VARIANTS")
+    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS),
+                        help="pretraining runs under <run>/pretrain (the twin copies the first)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     torch.set_num_threads(1)
     task, cfg = TASKS[args.task], load_config(args.profile)
     rows = [r for fold in task_folds(task, args.splits)
-            for r in fold_rows(args.run, args.splits, task, fold, cfg, args.variants)]
+            for r in fold_rows(args.run, args.splits, task, fold, cfg, args.variants, tuple(args.encoders))]
     pd.DataFrame(rows).round(4).to_csv(args.out, index=False)
 
 
