@@ -82,3 +82,17 @@ def test_probe_benchmark_times_the_same_function_both_ways():
         per_token.load_state_dict(ours.state_dict())
     tokens = torch.randn(4, 30, 24)
     torch.testing.assert_close(per_token(tokens), ours(tokens), rtol=1e-5, atol=1e-5)
+
+
+def test_signal_tokens_finds_the_position_that_carries_the_label():
+    bench = load("bench_signal_tokens")
+    rng = np.random.default_rng(0)
+    y = {p: np.tile([0, 1], n // 2) for p, n in (("train", 120), ("val", 40), ("test", 40))}
+    tokens = {}
+    for p, labels in y.items():
+        t = rng.normal(size=(len(labels), 6, 8))
+        t[:, 3, 0] += 2.5 * labels  # only position 3 knows the class
+        tokens[p] = t
+    best = bench.token_regression(tokens, y)
+    assert best["position"] == 3 and best["test_auc"] > 0.8
+    assert bench.position_regression(tokens, y, 1)["test_auc"] < 0.75
