@@ -93,15 +93,6 @@ def retrieval_hits(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     return hit[:b] + hit[b:]
 
 
-def retrieval_top1(z1: torch.Tensor, z2: torch.Tensor) -> float:
-    """Share of the ``2B`` views whose nearest other view (cosine) is their positive.
-
-    Args:
-        z1, z2: ``(B, D)`` embeddings of two views; row i of both comes from volume i.
-    """
-    return float(retrieval_hits(z1, z2).double().mean() / 2)
-
-
 def batched_retrieval_hits(z1: torch.Tensor, z2: torch.Tensor, batch: int) -> torch.Tensor:
     """:func:`retrieval_hits` within consecutive groups of ``batch`` volumes, as a training batch
     of that size sees them: ``(V, D), (V, D) -> (G * batch,)``, ``G = V // batch`` (a last
