@@ -20,9 +20,9 @@ from neurossl.analysis.learning import (
     reconstruction_quality,
     reconstruction_rows,
     retrieval_hits,
-    share_interval,
 )
 from neurossl.config import load_config, save_config
+from neurossl.evaluate.stats import bootstrap_mean
 from neurossl.losses.collapse import collapse_monitor, collapse_stats
 from neurossl.objectives import build_objective
 
@@ -114,10 +114,10 @@ def test_retrieval_within_batches_is_what_a_batch_of_that_size_sees():
         batched_retrieval_hits(z, z, batch=13)
 
 
-def test_share_interval_brackets_the_mean_and_collapses_on_constants():
-    mean, low, high = share_interval(np.array([0.0, 0.5, 1.0, 0.25] * 10))
+def test_bootstrap_mean_brackets_the_mean_and_collapses_on_constants():
+    mean, low, high = bootstrap_mean(np.array([0.0, 0.5, 1.0, 0.25] * 10), n_boot=2000)
     assert mean == pytest.approx(0.4375) and low < mean < high
-    assert share_interval(np.full(20, 0.25)) == (0.25, 0.25, 0.25)
+    assert bootstrap_mean(np.full(20, 0.25)) == (0.25, 0.25, 0.25)
 
 
 def test_collapse_stats_tells_collapse_from_similar_inputs():

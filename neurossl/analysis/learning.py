@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -43,6 +42,7 @@ from neurossl.masks import gather_tokens, indices_to_mask
 from neurossl.models import patchify
 from neurossl.objectives import build_objective
 from neurossl.analysis.runs import load_run_objective
+from neurossl.evaluate.stats import bootstrap_mean
 
 MIN_PEARSON_R = 0.5  # issue 22's bar for a reconstruction that carries anatomy
 RANK_FRACTION = 0.25  # an uncentred token rank below this share of the random twin's: collapse
@@ -102,14 +102,6 @@ def batched_retrieval_hits(z1: torch.Tensor, z2: torch.Tensor, batch: int) -> to
     groups = z1.shape[0] // batch
     return torch.cat([retrieval_hits(z1[g * batch:(g + 1) * batch], z2[g * batch:(g + 1) * batch])
                       for g in range(groups)])
-
-
-def share_interval(per_unit: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``per_unit (U,)`` and its 95 % percentile bootstrap interval over the units."""
-    x = np.asarray(per_unit, dtype=float)
-    draws = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
-    low, high = np.quantile(x[draws].mean(axis=1), [0.025, 0.975])
-    return float(x.mean()), float(low), float(high)
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
@@ -261,7 +253,7 @@ def objective_rows(objective, batch: dict, p: float, seed: int = 0,
 def simclr_rows(objective, images: torch.Tensor, info, batch: int, draws: int = VIEW_DRAWS) -> list[dict]:
     """SimCLR: positive-view retrieval within batches of ``batch`` volumes and among all ``2V``
     views, over ``draws`` pairs of views per volume, each beside chance; passes when the
-    interval over volumes (:func:`share_interval`) lies above chance."""
+    interval over volumes (:func:`~neurossl.evaluate.stats.bootstrap_mean`) lies above chance."""
     from neurossl.objectives.views import random_view
 
     v, size = images.shape[0], objective.student.img_size
@@ -276,7 +268,7 @@ def simclr_rows(objective, images: torch.Tensor, info, batch: int, draws: int = 
     for check, hits, chance in (("positive_retrieval", in_batch, 1 / (2 * batch - 1)),
                                 ("positive_retrieval_all", overall, 1 / (2 * v - 1))):
         per_volume = torch.stack(hits).double().sum(dim=0).numpy() / (2 * draws)
-        share, low, _ = share_interval(per_volume)
+        share, low, _ = bootstrap_mean(per_volume, n_boot=2000)
         rows.append(row(objective.name, check, share, chance, len(per_volume), True, low > chance))
     return rows
 

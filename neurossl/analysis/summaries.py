@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from neurossl.evaluate.stats import bootstrap_mean
+
 
 def learning_verdict(checks: pd.DataFrame) -> str:
     """Per objective: the checks it passes and fails beside their trivial baselines, from
@@ -101,8 +103,7 @@ def tubelet_hf_summary(hf: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> s
     keep = ~np.isnan(t + a + b)
     t, a, b = t[keep], a[keep], b[keep]
     diff = b - a
-    resamples = np.random.default_rng(seed).integers(0, len(diff), size=(n_boot, len(diff)))
-    low, high = np.quantile(diff[resamples].mean(axis=1), [0.025, 0.975])
+    _, low, high = bootstrap_mean(diff, n_boot, seed)
     closer = int((np.abs(b - t) < np.abs(a - t)).sum())
     return (f"Inside the masked tubelets (each tapered by a Hann window, so no seam counts): target "
             f"{t.mean():.4f}, MAE {a.mean():.4f}, SL-MAE {b.mean():.4f}; SL-MAE minus MAE "

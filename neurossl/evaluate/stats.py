@@ -79,6 +79,15 @@ def _draw_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     return np.bincount(flat.ravel(), minlength=n_boot * n).reshape(n_boot, n)
 
 
+def bootstrap_mean(values, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``values (U,)`` (one per unit: volume, subject) and its 95 % percentile bootstrap
+    interval over the units: ``(mean, low, high)``."""
+    x = np.asarray(values, dtype=float)
+    draws = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    low, high = np.quantile(x[draws].mean(axis=1), [0.025, 0.975])
+    return float(x.mean()), float(low), float(high)
+
+
 def bootstrap_ci(
     y_true, proba, metric="roc_auc", n_boot=1000, alpha=0.05, seed=0, groups=None
 ) -> CI:
