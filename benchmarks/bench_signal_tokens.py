@@ -39,8 +39,9 @@ from neurossl.analysis.runs import run_config
 from neurossl.config import load_config
 from neurossl.data.dataset import CachedVolumeDataset
 from neurossl.evaluate.backbones import TokenClassifier, build_token_encoder, random_twin, resolve_encoder
-from neurossl.evaluate.fit import FitSettings, TokenItems, fit_classifier, predict
+from neurossl.evaluate.fit import TokenItems, fit_classifier, predict
 from neurossl.evaluate.heads import build_head
+from neurossl.evaluate.run import Evaluator
 from neurossl.evaluate.tasks import fold_partitions, task_folds
 from neurossl.models import patchify
 from neurossl.tasks import TASKS
@@ -77,19 +78,19 @@ VARIANTS = {
 }
 
 
-def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], heads: int, cfg,
-                    changes: dict | None = None) -> dict:
+def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], spec, heads: int,
+                    cfg, run: Path, splits: Path, task, changes: dict | None = None) -> dict:
     """The profile's frozen attentive probe on all tokens, with ``changes`` to its ``evaluate``
-    settings: ``{"val_auc", "test_auc", "best_epoch"}``."""
-    e = dataclasses.replace(cfg.evaluate, **(changes or {}))
-    settings = FitSettings(e.probe_epochs, e.head_lr, weight_decay=e.weight_decay,
-                           warmup_epochs=e.warmup_epochs, patience=e.patience,
-                           batch_size=e.probe_batch_size or e.batch_size, select=e.select, desc="probe")
+    settings and trained with the :class:`~neurossl.evaluate.run.Evaluator`'s own settings:
+    ``{"val_auc", "test_auc", "best_epoch"}``."""
+    cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, **(changes or {})))
+    settings = Evaluator(cfg, run / "cache", splits).settings(spec, task, "frozen", seed=0, desc="probe")
     torch.manual_seed(0)
-    model = TokenClassifier(build_head("attentive", tokens["train"].shape[-1], 2, heads, e.num_queries))
+    model = TokenClassifier(build_head("attentive", tokens["train"].shape[-1], 2, heads, cfg.evaluate.num_queries))
     data = {p: TokenItems(tokens[p], y[p]) for p in tokens}
     info = fit_classifier(model, data["train"], data["val"], y["train"], 2, settings, torch.device("cpu"))
-    auc = {p: roc_auc_score(y[p], predict(model, data[p], torch.device("cpu"), 16)[0][:, 1]) for p in ("val", "test")}
+    auc = {p: roc_auc_score(y[p], predict(model, data[p], torch.device("cpu"), settings.batch_size)[0][:, 1])
+           for p in ("val", "test")}
     return {"val_auc": auc["val"], "test_auc": auc["test"], "best_epoch": info["best_epoch"]}
 
 
@@ -117,11 +118,11 @@ def fold_rows(run: Path, splits: Path, task, fold, cfg, variants: bool = False,
         rows.append({**base, "features": name, "probe": "per-token LR", **token_regression(arrays, y)})
         rows.append({**base, "features": name, "probe": "LR at the voxels' position",
                      **position_regression(arrays, y, where)})
-        rows.append({**base, "features": name, "probe": "attentive (profile)",
-                     **attentive_probe(tokens, y, encoder.num_heads, cfg)})
+        probe = (tokens, y, spec, encoder.num_heads, cfg, run, splits, task)
+        rows.append({**base, "features": name, "probe": "attentive (profile)", **attentive_probe(*probe)})
         for label, changes in (VARIANTS.items() if variants else ()):
             rows.append({**base, "features": name, "probe": f"attentive ({label})",
-                         **attentive_probe(tokens, y, encoder.num_heads, cfg, changes)})
+                         **attentive_probe(*probe, changes)})
         print(*rows[-3:], flush=True)
     return rows
 
