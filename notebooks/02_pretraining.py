@@ -81,9 +81,10 @@ metrics = {objective: read_metrics(run) for objective, run in runs.items()}
 # SL-MAE's masked-voxel Pearson r beside the per-position mean (a template), the JEPA family's
 # prediction error beside predicting each position's mean teacher target, SimCLR's retrieval of
 # the positive view beside chance (within batches of its training size, and among all the
-# held-out views; passed when the interval over volumes lies above chance), DINO-MIM's terms beside the uniform ln K, and every encoder's
-# token-level effective rank with the mean token removed beside 2 (a collapsed encoder's tokens
-# vary along one direction or none). `passed` says whether the model beats its baseline.
+# held-out views; passed when the interval over volumes lies above chance), DINO-MIM's terms
+# beside the uniform ln K, and every encoder's token-level effective rank with the mean token
+# removed beside 2 (a collapsed encoder's tokens vary along one direction or none). `passed`
+# says whether the model beats its baseline.
 
 # %%
 checks, reconstruction = learning_tables(runs, data / "cache", splits)
