@@ -12,6 +12,7 @@ copies (with outputs) go to ``<data_dir>/notebooks/``; figures and tables to
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,12 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 # The spec ipykernel installs; the notebooks' metadata names the same, so JupyterLab keeps it.
 KERNEL = "python3"
 KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
+# A kernel that exits before its first reply has run no cell, so starting another is safe. It
+# happens when notebooks execute in several processes at once (a papermill batch, the test
+# suite): each process picks free TCP ports for its kernel on its own, and two kernels can pick
+# the same one (jupyter_client issue 487); the loser cannot bind and exits.
+KERNEL_START_DIED = "Kernel died before replying to kernel_info"
+KERNEL_START_ATTEMPTS = 3
 
 
 class NotebookError(RuntimeError):
@@ -84,8 +91,12 @@ def _failure_message(path: Path, executed: Path, exc: Exception) -> str:
 def run_notebook(path: Path, executed: Path, parameters: dict, progress: bool = True) -> Path:
     """Execute one percent-format notebook with papermill; returns the executed copy's path.
 
+    A kernel that dies before its first reply is started again, up to
+    ``KERNEL_START_ATTEMPTS`` times in all, with a warning each time.
+
     Raises:
-        NotebookError: naming the notebook, the failing cell and the exception.
+        NotebookError: naming the notebook, the failing cell and the exception; or naming the
+            notebook when its kernel died at every start.
     """
     import jupytext
     import papermill
@@ -97,13 +108,26 @@ def run_notebook(path: Path, executed: Path, parameters: dict, progress: bool = 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{path.stem}.ipynb"
         jupytext.write(notebook, source)
-        try:
-            papermill.execute_notebook(
-                str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
-                cwd=str(path.parent), progress_bar=progress,
-            )
-        except PapermillExecutionError as exc:
-            raise NotebookError(_failure_message(path, executed, exc)) from exc
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                papermill.execute_notebook(
+                    str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
+                    cwd=str(path.parent), progress_bar=progress,
+                )
+                return executed
+            except PapermillExecutionError as exc:
+                raise NotebookError(_failure_message(path, executed, exc)) from exc
+            except RuntimeError as exc:
+                if KERNEL_START_DIED not in str(exc):
+                    raise
+                if attempt == KERNEL_START_ATTEMPTS:
+                    raise NotebookError(
+                        f"notebook {path.name}: the {KERNEL!r} kernel died while starting, "
+                        f"{attempt} times; no cell ran (does `python -m ipykernel` start in "
+                        "this environment?)") from exc
+                warnings.warn(f"notebook {path.name}: the kernel died while starting (no cell "
+                              f"ran); starting another (attempt {attempt + 1} of "
+                              f"{KERNEL_START_ATTEMPTS})", RuntimeWarning, stacklevel=2)
     return executed
 
 

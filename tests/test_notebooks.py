@@ -1,8 +1,10 @@
 """The notebooks: paired .py / .ipynb in sync, a papermill ``parameters`` cell, a smoke run."""
 
 import ast
+import json
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -175,3 +177,49 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path, monkeypatch):
     with pytest.raises(NotebookError, match=r"01_broken\.py failed in cell \d+ \(KeyError"):
         run_notebooks("smoke", tmp_path / "data", tmp_path / "out", tmp_path / "splits",
                       progress=False)
+
+
+def flaky_python3_kernel(root: Path, deaths: int) -> Path:
+    """A ``python3`` kernel spec under ``root`` (put first on JUPYTER_PATH) whose process exits
+    before replying on its first ``deaths`` starts, as a kernel that lost its port does, then
+    runs ipykernel; returns the file that counts the starts."""
+    starts = root / "starts"
+    script = (f"import pathlib, sys\nstarts = pathlib.Path({str(starts)!r})\n"
+              "n = len(starts.read_text()) if starts.exists() else 0\n"
+              "starts.write_text('x' * (n + 1))\n"
+              f"if n < {deaths}:\n    sys.exit(1)\n"
+              "from ipykernel import kernelapp\nkernelapp.launch_new_instance()\n")
+    spec = root / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", script, "-f", "{connection_file}"],
+        "display_name": "flaky", "language": "python"}))
+    return starts
+
+
+def tiny_notebook(folder: Path) -> Path:
+    folder.mkdir()
+    path = folder / "01_tiny.py"
+    path.write_text('# %% tags=["parameters"]\nprofile = "demo"\n\n# %%\nprint("ran", 6 * 7)\n')
+    return path
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(tmp_path, monkeypatch):
+    starts = flaky_python3_kernel(tmp_path / "jupyter", deaths=1)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    path = tiny_notebook(tmp_path / "notebooks")
+    with pytest.warns(RuntimeWarning, match=r"01_tiny\.py: the kernel died while starting"):
+        executed = run_notebook(path, tmp_path / "01_tiny.ipynb", {"profile": "smoke"}, False)
+    assert starts.read_text() == "xx"
+    assert "ran 42" in executed.read_text()
+
+
+def test_a_kernel_that_always_dies_while_starting_is_a_clear_error(tmp_path, monkeypatch):
+    starts = flaky_python3_kernel(tmp_path / "jupyter", deaths=99)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    path = tiny_notebook(tmp_path / "notebooks")
+    with (pytest.warns(RuntimeWarning),
+          pytest.raises(NotebookError, match=r"01_tiny\.py: the 'python3' kernel died while "
+                                             r"starting, 3 times; no cell ran")):
+        run_notebook(path, tmp_path / "01_tiny.ipynb", {"profile": "smoke"}, False)
+    assert starts.read_text() == "xxx"
