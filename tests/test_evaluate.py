@@ -417,6 +417,18 @@ def test_a_task_can_be_evaluated_on_one_contrast_of_its_subjects(smoke_data, smo
         evaluator.run(spec, "glioma_multiclass:CT", "frozen")
 
 
+def test_a_frozen_probe_is_the_same_whether_or_not_its_tokens_were_cached(smoke_data, smoke_runs):
+    # the pipeline probes many tasks on one encoder; only the first encodes (building the encoder
+    # draws random numbers), and its probe must not differ from the one a lone task trains
+    cfg = load_config("smoke", overrides=["evaluate.max_folds=1"])
+    spec = resolve_encoder(smoke_runs["mae"])
+    alone = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits")
+    after = Evaluator(cfg, smoke_data / "cache", smoke_data / "splits")
+    after.run(spec, "glioma_grade2_vs_34", "frozen")  # encodes every glioma scan first
+    tables = [e.run(spec, "glioma_multiclass", "frozen").prediction_table() for e in (alone, after)]
+    pd.testing.assert_frame_equal(*tables)
+
+
 def test_fewshot_test_set_is_a_fixed_subject_level_sample_of_the_stated_size():
     from neurossl.evaluate.fewshot import sample_test
 

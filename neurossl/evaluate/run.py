@@ -159,9 +159,9 @@ class Evaluator:
         if spec.name == "voxels":
             return self.fit_predict_voxels(task, parts)
         settings = self.settings(spec, task, mode, seed, desc, epochs)
-        torch.manual_seed(seed)
         e = self.cfg.evaluate
         if spec.name == "resnet50" or mode == "finetune":
+            torch.manual_seed(seed)
             if spec.name == "resnet50":
                 # CT volumes arrive as one channel per HU window
                 channels = len(self.cfg.preprocess.ct_windows) if task.input == CT_INPUT else 1
@@ -173,6 +173,10 @@ class Evaluator:
             data = {p: self.volumes(spec, f, train=p == "train", seed=seed) for p, f in parts.items()}
         else:
             self.encode(spec, [u for f in parts.values() for u in f["scan_uid"]])
+            # seeded after encoding, which builds the encoder (drawing its initial weights) only
+            # when tokens are missing: the seed alone then decides the probe, whichever tasks ran
+            # before
+            torch.manual_seed(seed)
             dim = next(iter(self.tokens[f"{spec.name}:{spec.path}"].values())).shape[-1]
             model = TokenClassifier(build_head(e.head, dim, task.num_classes, encoder_heads(spec),
                                                e.num_queries))
