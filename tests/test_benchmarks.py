@@ -96,3 +96,37 @@ def test_signal_tokens_finds_the_position_that_carries_the_label():
     best = bench.token_regression(tokens, y)
     assert best["position"] == 3 and best["test_auc"] > 0.8
     assert bench.position_regression(tokens, y, 1)["test_auc"] < 0.75
+
+
+def test_lesion_readouts_take_each_scans_own_lesion_token():
+    bench = load("bench_lesion_tokens")
+    tokens = {"test": np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)}
+    weights = {"test": np.array([[0.1, 0.0, 0.9], [0.0, 1.0, 0.0]]) + 1e-6}
+    located = bench.located(tokens, weights)
+    np.testing.assert_array_equal(located["lesion token"]["test"], [[4, 5], [8, 9]])
+    np.testing.assert_allclose(located["lesion-weighted mean"]["test"][0], 0.1 * tokens["test"][0, 0]
+                               + 0.9 * tokens["test"][0, 2], atol=1e-4)
+
+
+def test_lesion_statistics_see_a_sharp_rim_steeper_than_a_blurred_one():
+    from scipy import ndimage as ndi
+    bench = load("bench_lesion_tokens")
+    grid = np.indices((24, 24, 24)) - 11.5
+    ball = (np.sqrt((grid ** 2).sum(axis=0)) < 6).astype(np.float32)
+    fraction = torch.from_numpy(ball)
+    sharp = bench.lesion_statistics(torch.from_numpy(ball)[None], fraction)
+    blurred = bench.lesion_statistics(torch.from_numpy(ndi.gaussian_filter(ball, 2.0))[None], fraction)
+    assert sharp[3] > 1.5 * blurred[3]  # gradient on the rim
+    assert sharp[5] == blurred[5] == ball.sum()  # the same lesion size
+
+
+def test_probe_seed_ensemble_averages_each_scans_probabilities():
+    bench = load("bench_probe_seeds")
+    key = {"encoder": "mae", "objective": "mae", "task": "t", "mode": "frozen", "fold": 0}
+    rows = [{**key, "subject_id": s, "scan_uid": f"{s}-1", "y": y, "seed": seed, "p0": 1 - p, "p1": p}
+            for seed, probs in enumerate([(0.2, 0.6), (0.4, 1.0)])
+            for s, y, p in zip(["a", "b"], [0, 1], probs)]
+    mean = bench.ensemble(pd.DataFrame(rows)).set_index("scan_uid")
+    assert set(mean["seed"]) == {-1}
+    np.testing.assert_allclose(mean.loc[["a-1", "b-1"], "p1"], [0.3, 0.8])
+    np.testing.assert_allclose(mean["p0"] + mean["p1"], 1.0)
