@@ -8,7 +8,9 @@ encoder (and the random twin of the first), on the run's cache, splits and pretr
 trains the profile's frozen probe with seeds ``0 .. n-1`` (everything else as ``neurossl
 evaluate``) and writes, per seed, the paired bootstrap of AUC minus the twin's AUC of the same
 seed (:func:`neurossl.evaluate.report.paired_table`, the cells of ``paper/``), and the same for
-the mean of the seeds' probabilities per scan (``seed = -1``: an ensemble of the probes).
+the mean of the seeds' probabilities per scan (``seed = -1``: an ensemble of the probes), with
+the profile's bootstrap resamples; every probe's test predictions go beside, as
+``<out stem>_predictions.csv.gz``.
 
     python benchmarks/bench_probe_seeds.py --run runs/demo --splits splits/demo --seeds 5 \\
         --out probe_seeds.csv
@@ -57,8 +59,9 @@ def main() -> None:
               for task in args.tasks for spec in specs.values()]
     predictions = pd.concat(tables, ignore_index=True)
     both = pd.concat([predictions, ensemble(predictions)], ignore_index=True)
-    cells = paired_table(both, reference="random")
+    cells = paired_table(both, reference="random", n_boot=cfg.evaluate.bootstrap)  # as paper/'s cells
     cells.round(4).to_csv(args.out, index=False)
+    predictions.to_csv(args.out.with_name(f"{args.out.stem}_predictions.csv.gz"), index=False)
     print(cells[["encoder", "task", "seed", "auc", "auc_reference", "diff", "low", "high"]].round(3).to_string())
 
 
