@@ -132,7 +132,10 @@ fig
 # The decisive control: the same architecture and head with random weights, evaluated on the
 # same test scans. Each point is ROC-AUC(SSL) − ROC-AUC(random twin); bars are 95% paired
 # bootstrap intervals (those of `tab03_paired_vs_random`). An interval that crosses zero means
-# the data cannot tell the two apart.
+# the data cannot tell the two apart. The interval resamples test subjects only: with a few
+# hundred training scans the probe's own initial weights move a cell by about as much
+# (`benchmarks/results/probe_seeds.md`), so with one seed per cell (`evaluate.seeds`) each point
+# is a single draw.
 
 # %%
 fig = plot_probe_comparison(paired)
