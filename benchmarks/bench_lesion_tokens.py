@@ -41,23 +41,19 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_conditions import _subject_index  # noqa: E402
-from bench_signal_tokens import C, ENCODERS, attentive_probe  # noqa: E402
+from bench_signal_tokens import (ENCODERS, attentive_probe, cached_images, encode,  # noqa: E402
+                                 encoder_specs, regression)
 
 from neurossl.analysis.runs import run_config  # noqa: E402
 from neurossl.cohort.anatomy import load_template, make_subject  # noqa: E402
 from neurossl.cohort.cohort_plan import ANATOMY, LESION, plan_cohort, subject_rng  # noqa: E402
 from neurossl.cohort.pathology import make_glioma  # noqa: E402
 from neurossl.config import load_config  # noqa: E402
-from neurossl.data.dataset import CachedVolumeDataset  # noqa: E402
 from neurossl.data.io import load_volume  # noqa: E402
 from neurossl.data.preprocess import bounding_box, brain_mask, crop, item_stage, through_plane_axis  # noqa: E402
-from neurossl.evaluate.backbones import build_token_encoder, random_twin, resolve_encoder  # noqa: E402
 from neurossl.evaluate.tasks import fold_partitions, task_folds  # noqa: E402
 from neurossl.models import patchify  # noqa: E402
 from neurossl.tasks import TASKS  # noqa: E402
@@ -82,15 +78,6 @@ def lesion_item(cohort: Path, row: dict, plan, template, seed: int, pre) -> torc
     cropped = crop(ras, bounding_box(mask, pre.margin))
     plain = dataclasses.replace(pre, intensity="brain")  # no clipping or z-scoring of a fraction
     return item_stage(cropped, through_plane_axis(volume.spacing, pre.isotropy_ratio), "T1w", plain)[0]
-
-
-def regression(features: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict:
-    """Logistic regression on ``features[p] (N, F)``, trained on ``train``: validation / test AUC."""
-    scaler = StandardScaler().fit(features["train"])
-    model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
-    model.fit(scaler.transform(features["train"]), y["train"])
-    return {f"{p}_auc": roc_auc_score(y[p], model.predict_proba(scaler.transform(features[p]))[:, 1])
-            for p in ("val", "test")}
 
 
 def located(tokens: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -158,8 +145,7 @@ def main() -> None:
         if args.contrast:
             parts = {p: f[scans.loc[f["scan_uid"], "modality"].to_numpy() == args.contrast] for p, f in parts.items()}
         uids = {p: f["scan_uid"].tolist() for p, f in parts.items()}
-        images = {p: torch.stack([d["image"] for d in CachedVolumeDataset(run / "cache", u, train=False, preprocess=pre)])
-                  for p, u in uids.items()}
+        images = cached_images(run, parts, pre)
         fractions = {p: torch.stack([lesion_item(run / "cohort", {"path": scans.loc[u, "path"]},
                                                  plans[scans.loc[u, "subject_id"]], template, cfg.cohort.seed, pre)
                                      for u in us]) for p, us in uids.items()}
@@ -175,12 +161,8 @@ def main() -> None:
         control = {p: np.stack([lesion_statistics(x, f) for x, f in zip(images[p], fractions[p])]) for p in images}
         rows.append({**base, "features": "model input", "readout": "lesion statistics", **regression(control, y)})
         print(rows[-1], flush=True)
-        specs = {n: resolve_encoder(run / "pretrain" / n) for n in encoders}
-        for name, spec in {"random": random_twin(specs[encoders[0]]), **specs}.items():
-            encoder = build_token_encoder(spec).eval()
-            with torch.no_grad():
-                tokens = {p: torch.cat([encoder({"image": x[i:i + 32].float()}) for i in range(0, len(x), 32)])
-                          for p, x in images.items()}
+        for name, spec in encoder_specs(run, encoders).items():
+            encoder, tokens = encode(spec, images)
             arrays = {p: t.numpy() for p, t in tokens.items()}
             readouts = {**located(arrays, weights), "mean of all tokens": {p: a.mean(axis=1) for p, a in arrays.items()}}
             for label, feats in readouts.items():

@@ -50,15 +50,20 @@ ENCODERS = ("mae", "slmae", "jepa", "vcr_jepa", "simclr")
 C = 0.01  # L2 strength of the per-token regression: 240 training scans against up to 512 features
 
 
-def position_regression(tokens: dict[str, np.ndarray], y: dict[str, np.ndarray], t: int) -> dict:
-    """Logistic regression on position ``t`` of ``tokens[p] (N, T, D)``:
-    ``{"position", "val_auc", "test_auc"}``."""
-    scaler = StandardScaler().fit(tokens["train"][:, t])
+def regression(features: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict:
+    """Logistic regression (standardised) on ``features[p] (N, F)``, trained on ``train``:
+    ``{"val_auc", "test_auc"}``."""
+    scaler = StandardScaler().fit(features["train"])
     model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
-    model.fit(scaler.transform(tokens["train"][:, t]), y["train"])
-    auc = {p: roc_auc_score(y[p], model.predict_proba(scaler.transform(tokens[p][:, t]))[:, 1])
-           for p in ("val", "test")}
-    return {"position": t, "val_auc": auc["val"], "test_auc": auc["test"]}
+    model.fit(scaler.transform(features["train"]), y["train"])
+    return {f"{p}_auc": roc_auc_score(y[p], model.predict_proba(scaler.transform(features[p]))[:, 1])
+            for p in ("val", "test")}
+
+
+def position_regression(tokens: dict[str, np.ndarray], y: dict[str, np.ndarray], t: int) -> dict:
+    """:func:`regression` on position ``t`` of ``tokens[p] (N, T, D)``:
+    ``{"position", "val_auc", "test_auc"}``."""
+    return {"position": t, **regression({p: x[:, t] for p, x in tokens.items()}, y)}
 
 
 def token_regression(tokens: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict:
@@ -94,26 +99,40 @@ def attentive_probe(tokens: dict[str, torch.Tensor], y: dict[str, np.ndarray], s
     return {"val_auc": auc["val"], "test_auc": auc["test"], "best_epoch": info["best_epoch"]}
 
 
+def cached_images(run: Path, parts: dict[str, pd.DataFrame], pre) -> dict[str, torch.Tensor]:
+    """Each partition's cached volumes as the evaluation feeds them: ``(N, C, D, H, W)``."""
+    return {p: torch.stack([d["image"] for d in CachedVolumeDataset(run / "cache", f["scan_uid"].tolist(),
+                                                                    train=False, preprocess=pre)])
+            for p, f in parts.items()}
+
+
+def encoder_specs(run: Path, encoders: tuple[str, ...]) -> dict:
+    """The random twin (of the first encoder) then each pretraining run under ``run/pretrain``."""
+    specs = {n: resolve_encoder(run / "pretrain" / n) for n in encoders}
+    return {"random": random_twin(specs[encoders[0]]), **specs}
+
+
+@torch.no_grad()
+def encode(spec, images: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """The frozen encoder of ``spec`` and its tokens ``(N, T, D)`` per partition, 32 volumes at a time."""
+    encoder = build_token_encoder(spec).eval()
+    tokens = {p: torch.cat([encoder({"image": x[i:i + 32].float()}) for i in range(0, len(x), 32)])
+              for p, x in images.items()}
+    return encoder, tokens
+
+
 def fold_rows(run: Path, splits: Path, task, fold, cfg, variants: bool = False,
               encoders: tuple[str, ...] = ENCODERS) -> list[dict]:
     index = pd.read_csv(run / "cache" / "index.csv")
     parts = fold_partitions(task, splits, fold, pd.Series(index["label"].values, index=index["scan_uid"]))
-    pre = run_config(run / "pretrain" / encoders[0]).preprocess
-    images = {p: torch.stack([d["image"] for d in CachedVolumeDataset(run / "cache", f["scan_uid"].tolist(),
-                                                                       train=False, preprocess=pre)])
-              for p, f in parts.items()}
+    images = cached_images(run, parts, run_config(run / "pretrain" / encoders[0]).preprocess)
     y = {p: f["y"].to_numpy() for p, f in parts.items()}
     base = {"task": task.name, "fold": fold, **{f"n_{p}": len(v) for p, v in y.items()}}
     pooled = {p: patchify(F.avg_pool3d(x.float(), 2), 8, 8).numpy() for p, x in images.items()}
     rows = [{**base, "features": "voxels (tubelet, pooled 2x)", "probe": "per-token LR", **token_regression(pooled, y)}]
     where = rows[0]["position"]  # where the voxels say the signal is: every encoder read there too
-    specs = {n: resolve_encoder(run / "pretrain" / n) for n in encoders}
-    specs = {"random": random_twin(specs[encoders[0]]), **specs}
-    for name, spec in specs.items():
-        encoder = build_token_encoder(spec).eval()
-        with torch.no_grad():
-            tokens = {p: torch.cat([encoder({"image": x[i:i + 32].float()}) for i in range(0, len(x), 32)])
-                      for p, x in images.items()}
+    for name, spec in encoder_specs(run, encoders).items():
+        encoder, tokens = encode(spec, images)
         arrays = {p: t.numpy() for p, t in tokens.items()}
         rows.append({**base, "features": name, "probe": "per-token LR", **token_regression(arrays, y)})
         rows.append({**base, "features": name, "probe": "LR at the voxels' position",
