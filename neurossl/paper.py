@@ -114,7 +114,7 @@ def run_notebook(path: Path, executed: Path, parameters: dict, progress: bool = 
                     str(source), str(executed), parameters=parameters, kernel_name=KERNEL,
                     cwd=str(path.parent), progress_bar=progress,
                 )
-                return executed
+                break
             except PapermillExecutionError as exc:
                 raise NotebookError(_failure_message(path, executed, exc)) from exc
             except RuntimeError as exc:
