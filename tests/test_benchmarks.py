@@ -130,3 +130,14 @@ def test_probe_seed_ensemble_averages_each_scans_probabilities():
     assert set(mean["seed"]) == {-1}
     np.testing.assert_allclose(mean.loc[["a-1", "b-1"], "p1"], [0.3, 0.8])
     np.testing.assert_allclose(mean["p0"] + mean["p1"], 1.0)
+
+
+def test_supervised_ceiling_reads_the_frozen_twins_auc_per_fold_only(tmp_path):
+    bench = load("bench_supervised_ceiling")
+    (tmp_path / "eval").mkdir()
+    rows = [("random", "t", "frozen", 0, "roc_auc", 0.6), ("random", "t", "frozen", 1, "roc_auc", 0.7),
+            ("random", "t", "frozen", 0, "accuracy", 0.9), ("random", "t", "finetune", 0, "roc_auc", 0.1),
+            ("mae", "t", "frozen", 0, "roc_auc", 0.2), ("random", "u", "frozen", 0, "roc_auc", 0.3)]
+    pd.DataFrame(rows, columns=["encoder", "task", "mode", "fold", "metric", "value"]).to_csv(
+        tmp_path / "eval" / "results.csv", index=False)
+    assert bench.frozen_twin(tmp_path, "t") == {0: 0.6, 1: 0.7}

@@ -1,0 +1,82 @@
+"""What the demo's encoder reads when it is trained on the labels themselves (issue 22, point 5).
+
+The paired cells of ``paper/`` ask a pretrained encoder, frozen, to read a condition better than
+its random twin does. This script asks the easier question first: does the same architecture
+learn the condition at all when it is trained end to end on the task's own labels, on the
+training scans the probes see? For each task and fold it trains the random twin (the demo
+profile's ViT, randomly initialised) with the fine-tuning loop of ``neurossl evaluate``, one
+learning rate for the whole network (``evaluate.finetune_lr``), without augmentation (so that
+it could memorise its training scans), and reports the ROC-AUC on the fold's training scans
+(did it fit them?) and on its test scans, beside the frozen twin's attentive probe of the run's
+``eval/results.csv`` on the same test scans.
+
+    python benchmarks/bench_supervised_ceiling.py --run runs/demo --splits splits/demo \\
+        --epochs 25 --lr 3e-4 --out supervised_ceiling.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from neurossl.config import load_config
+from neurossl.evaluate.backbones import random_twin, resolve_encoder
+from neurossl.evaluate.fit import predict
+from neurossl.evaluate.metrics import roc_auc
+from neurossl.evaluate.run import Evaluator
+from neurossl.evaluate.tasks import task_folds
+from neurossl.tasks import get_task
+
+
+def frozen_twin(run: Path, task: str) -> dict[int, float]:
+    """Test ROC-AUC per fold of the frozen random twin in the run's evaluation."""
+    results = pd.read_csv(run / "eval" / "results.csv")
+    rows = results[(results.encoder == "random") & (results.task == task) & (results["mode"] == "frozen")
+                   & (results.metric == "roc_auc")]
+    return dict(zip(rows.fold, rows.value))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished demo run folder (runs/demo)")
+    parser.add_argument("--splits", type=Path, required=True)
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--tasks", nargs="+", default=["cognition_nc_vs_ad", "glioma_grade2_vs_34"])
+    parser.add_argument("--encoder", default="mae", help="pretraining run whose architecture the twin copies")
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--folds", type=int, default=0, help="the first n folds (0 = all)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    cfg = load_config(args.profile, overrides=[
+        f"evaluate.finetune_epochs={args.epochs}", f"evaluate.finetune_lr={args.lr}",
+        "evaluate.finetune_start_lr=1e-5", "evaluate.finetune_final_lr=1e-5",
+        "evaluate.patience=0", "augment.enabled=false"])
+    evaluator = Evaluator(cfg, args.run / "cache", args.splits)
+    twin = random_twin(resolve_encoder(args.run / "pretrain" / args.encoder))
+    rows = []
+    for name in args.tasks:
+        task = get_task(name)
+        frozen = frozen_twin(args.run, name)
+        folds = task_folds(task, args.splits)[: args.folds or None]
+        for fold in folds:
+            parts = evaluator.partitions(task, fold, None)
+            desc = f"supervised {name} fold {fold}"
+            proba = evaluator.fit_predict(twin, task, "finetune", parts, seed=0, desc=desc)
+            train_items = evaluator.volumes(twin, parts["train"], train=False)
+            train_proba, train_y = predict(evaluator.last_model, train_items, evaluator.device)
+            rows.append({"task": name, "fold": -1 if fold is None else fold, "epochs": args.epochs,
+                         "lr": args.lr, "n_train": len(parts["train"]), "n_test": len(parts["test"]),
+                         "train_auc": roc_auc(train_y, train_proba),
+                         "test_auc": roc_auc(parts["test"]["y"].to_numpy(), proba),
+                         "frozen_twin_test_auc": frozen.get(-1 if fold is None else fold)})
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out, index=False, float_format="%.4f")
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
