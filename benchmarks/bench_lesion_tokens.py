@@ -28,7 +28,6 @@ pretraining adds there. Nothing is fitted on or chosen by the test partition.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import warnings
@@ -44,8 +43,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_conditions import _subject_index  # noqa: E402
-from bench_signal_tokens import (ENCODERS, attentive_probe, cached_images, encode,  # noqa: E402
-                                 encoder_specs, regression)
+from bench_signal_tokens import (ENCODERS, attentive_probe, cached_images, demo_run_parser,  # noqa: E402
+                                 encode, encoder_specs, regression)
 
 from neurossl.analysis.runs import run_config  # noqa: E402
 from neurossl.cohort.anatomy import load_template, make_subject  # noqa: E402
@@ -119,11 +118,7 @@ def show(images: torch.Tensor, fractions: torch.Tensor, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="a finished demo run folder (runs/demo)")
-    parser.add_argument("--splits", type=Path, required=True)
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--out", type=Path, required=True)
+    parser = demo_run_parser(__doc__)
     parser.add_argument("--show", type=Path, help="a PNG of six scans with their lesion outline")
     parser.add_argument("--contrast", help="keep only the scans of this contrast (T1w, T2w, FLAIR) in every partition")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS[:4]),

@@ -18,7 +18,7 @@ the profile's bootstrap resamples; every probe's test predictions go beside, as
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +28,9 @@ from neurossl.config import load_config
 from neurossl.evaluate.backbones import random_twin, resolve_encoder
 from neurossl.evaluate.report import paired_table
 from neurossl.evaluate.run import Evaluator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_signal_tokens import demo_run_parser  # noqa: E402
 
 KEYS = ["subject_id", "scan_uid", "y", "encoder", "objective", "task", "mode", "fold"]
 
@@ -40,15 +43,11 @@ def ensemble(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="a finished demo run folder (runs/demo)")
-    parser.add_argument("--splits", type=Path, required=True)
-    parser.add_argument("--profile", default="demo")
+    parser = demo_run_parser(__doc__)
     parser.add_argument("--tasks", nargs="+", default=["cognition_nc_vs_ad", "glioma_grade2_vs_34"])
     parser.add_argument("--encoders", nargs="+", default=["mae", "slmae", "jepa", "vcr_jepa"],
                         help="pretraining runs under <run>/pretrain (the twin copies the first)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.profile, overrides=[f"evaluate.seeds=[{','.join(map(str, range(args.seeds)))}]"])

@@ -146,13 +146,20 @@ def fold_rows(run: Path, splits: Path, task, fold, cfg, variants: bool = False,
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def demo_run_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by ``doc``'s first line, with the options of every benchmark that reads a
+    finished demo run: ``--run``, ``--splits``, ``--profile``, ``--out``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished demo run folder (runs/demo)")
     parser.add_argument("--splits", type=Path, required=True)
-    parser.add_argument("--task", default="cognition_nc_vs_ad")
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main() -> None:
+    parser = demo_run_parser(__doc__)
+    parser.add_argument("--task", default="cognition_nc_vs_ad")
     parser.add_argument("--variants", action="store_true", help="also the probe settings of VARIANTS")
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS),
                         help="pretraining runs under <run>/pretrain (the twin copies the first)")

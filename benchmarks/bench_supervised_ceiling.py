@@ -16,7 +16,7 @@ it could memorise its training scans), and reports the ROC-AUC on the fold's tra
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +29,9 @@ from neurossl.evaluate.run import Evaluator
 from neurossl.evaluate.tasks import task_folds
 from neurossl.tasks import get_task
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_signal_tokens import demo_run_parser  # noqa: E402
+
 
 def frozen_twin(run: Path, task: str) -> dict[int, float]:
     """Test ROC-AUC per fold of the frozen random twin in the run's evaluation."""
@@ -39,16 +42,12 @@ def frozen_twin(run: Path, task: str) -> dict[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="a finished demo run folder (runs/demo)")
-    parser.add_argument("--splits", type=Path, required=True)
-    parser.add_argument("--profile", default="demo")
+    parser = demo_run_parser(__doc__)
     parser.add_argument("--tasks", nargs="+", default=["cognition_nc_vs_ad", "glioma_grade2_vs_34"])
     parser.add_argument("--encoder", default="mae", help="pretraining run whose architecture the twin copies")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--folds", type=int, default=0, help="the first n folds (0 = all)")
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     cfg = load_config(args.profile, overrides=[
         f"evaluate.finetune_epochs={args.epochs}", f"evaluate.finetune_lr={args.lr}",
