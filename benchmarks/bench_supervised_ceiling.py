@@ -32,10 +32,11 @@ from monai.networks.nets import Classifier
 from torch import nn
 
 from neurossl.config import load_config
-from neurossl.evaluate.backbones import random_twin, resolve_encoder
+from neurossl.evaluate.backbones import EncoderSpec, random_twin, resolve_encoder
 from neurossl.evaluate.fit import fit_classifier, predict
 from neurossl.evaluate.metrics import roc_auc
 from neurossl.evaluate.run import Evaluator
+from neurossl.evaluate.tables import read_results
 from neurossl.evaluate.tasks import task_folds
 from neurossl.tasks import Task, get_task
 
@@ -45,7 +46,7 @@ from bench_signal_tokens import demo_run_parser  # noqa: E402
 
 def frozen_twin(run: Path, task: str) -> dict[int, float]:
     """Test ROC-AUC per fold of the frozen random twin in the run's evaluation."""
-    results = pd.read_csv(run / "eval" / "results.csv")
+    results = read_results(run / "eval" / "results.csv")
     rows = results[(results.encoder == "random") & (results.task == task) & (results["mode"] == "frozen")
                    & (results.metric == "roc_auc")]
     return dict(zip(rows.fold, rows.value))
@@ -63,7 +64,7 @@ class SmallCNN(nn.Module):
         return self.net(batch["image"])
 
 
-def fit(evaluator: Evaluator, twin, task: Task, parts: dict[str, pd.DataFrame], model: str,
+def fit(evaluator: Evaluator, twin: EncoderSpec, task: Task, parts: dict[str, pd.DataFrame], model: str,
         desc: str) -> tuple[nn.Module, np.ndarray]:
     """Train the twin (``vit``) or a :class:`SmallCNN` on ``parts["train"]`` with the fine-tuning
     settings; the fitted model and its class probabilities of ``parts["test"]``."""
@@ -107,7 +108,8 @@ def main() -> None:
             train_items = evaluator.volumes(twin, parts["train"], train=False)
             train_proba, train_y = predict(model, train_items, evaluator.device)
             rows.append({"model": args.model, "task": name, "fold": -1 if fold is None else fold,
-                         "epochs": args.epochs, "lr": args.lr, "select": args.select, "n_train": len(parts["train"]), "n_test": len(parts["test"]),
+                         "epochs": args.epochs, "lr": args.lr, "select": args.select,
+                         "n_train": len(parts["train"]), "n_test": len(parts["test"]),
                          "train_auc": roc_auc(train_y, train_proba),
                          "test_auc": roc_auc(parts["test"]["y"].to_numpy(), proba),
                          "frozen_twin_test_auc": frozen.get(-1 if fold is None else fold)})

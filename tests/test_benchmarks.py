@@ -10,6 +10,8 @@ import pytest
 import torch
 from monai.networks.blocks import TransformerBlock
 
+from neurossl.evaluate.tables import append_results
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -134,10 +136,10 @@ def test_probe_seed_ensemble_averages_each_scans_probabilities():
 
 def test_supervised_ceiling_reads_the_frozen_twins_auc_per_fold_only(tmp_path):
     bench = load("bench_supervised_ceiling")
-    (tmp_path / "eval").mkdir()
     rows = [("random", "t", "frozen", 0, "roc_auc", 0.6), ("random", "t", "frozen", 1, "roc_auc", 0.7),
             ("random", "t", "frozen", 0, "accuracy", 0.9), ("random", "t", "finetune", 0, "roc_auc", 0.1),
             ("mae", "t", "frozen", 0, "roc_auc", 0.2), ("random", "u", "frozen", 0, "roc_auc", 0.3)]
-    pd.DataFrame(rows, columns=["encoder", "task", "mode", "fold", "metric", "value"]).to_csv(
-        tmp_path / "eval" / "results.csv", index=False)
+    append_results(tmp_path / "eval" / "results.csv",
+                   [{"encoder": e, "objective": "none", "task": t, "mode": m, "fold": f, "seed": 0,
+                     "metric": k, "value": v} for e, t, m, f, k, v in rows])
     assert bench.frozen_twin(tmp_path, "t") == {0: 0.6, 1: 0.7}
